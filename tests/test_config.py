@@ -1,0 +1,87 @@
+"""Every config option composes; bad overrides fail early with a message naming the key."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from conftest import CONF, compose_config, run_train
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("scale", group_options("scale"))
+@pytest.mark.parametrize("text_encoder", group_options("text_encoder"))
+@pytest.mark.parametrize("ema", ["true", "false"])
+def test_every_ablation_composes(tmp_path, scale, text_encoder, ema):
+    cfg = compose_config([f"scale={scale}", f"text_encoder={text_encoder}", f"ema={ema}"],
+                         tmp_path)
+    OmegaConf.resolve(cfg)  # every interpolation resolves
+    assert cfg.ema is (ema == "true")
+    assert cfg.callbacks.ema.enabled is cfg.ema
+    assert cfg.text_encoder.trainable is (text_encoder == "finetuned")
+    assert cfg.lr_scheduler.num_training_steps == cfg.trainer.max_steps
+
+
+def test_scales_set_the_documented_sizes(tmp_path):
+    full = compose_config(["scale=full"], tmp_path)
+    assert (full.model.denoiser.base_channels, list(full.model.denoiser.channel_mults)) == (96, [1, 2, 4])
+    assert full.model.denoiser.num_res_blocks == 2
+    assert (full.data.image_size, full.data.num_frames, full.data.batch_size) == (64, 16, 2)
+    assert full.optimizer.lr == pytest.approx(5e-5) and full.callbacks.ema.decay == 0.9999
+    assert full.trainer.gradient_clip_val == 1.0
+    small = compose_config(["scale=small"], tmp_path)
+    assert (small.data.image_size, small.data.num_frames) == (16, 8)
+    # model.num_frames follows data.num_frames
+    assert OmegaConf.to_container(small, resolve=True)["model"]["num_frames"] == 8
+
+
+def test_any_documented_key_can_be_overridden(tmp_path):
+    cfg = compose_config([
+        "seed=3", "ema=false", "optimizer.lr=1e-4", "trainer.max_steps=7",
+        "data.num_frames=12", "data.image_size=32", "text_encoder=finetuned",
+        "text_encoder.name=/some/local/model", "text_encoder.trainable_layers=2",
+    ], tmp_path)
+    assert (cfg.seed, cfg.ema, cfg.optimizer.lr, cfg.trainer.max_steps) == (3, False, 1e-4, 7)
+    assert (cfg.data.num_frames, cfg.data.image_size) == (12, 32)
+    assert cfg.model.num_frames == 12
+    assert cfg.text_encoder.name == "/some/local/model" and cfg.text_encoder.trainable_layers == 2
+
+
+def test_experiment_preset_sweeps_the_grid_over_seeds(tmp_path):
+    cfg = compose_config(["experiment=ablation_seeds"], tmp_path)
+    assert cfg is not None
+    from hydra.core.hydra_config import HydraConfig
+
+    params = HydraConfig.get().sweeper.params
+    assert params == {"text_encoder": "frozen,finetuned", "ema": "true,false", "seed": "0,1,2"}
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("ema=maybe", ["ema", "maybe", "bool"]),
+        ("optimizer.lr=abc", ["optimizer.lr", "abc", "Float"]),
+        ("scale=huge", ["scale/huge", "full", "small"]),
+        ("text_encoder=bogus", ["text_encoder/bogus", "finetuned", "frozen"]),
+        ("model.diffusion.prediction_type=x0", ["prediction_type", "epsilon", "v_prediction"]),
+        ("trainer.max_step=5", ["trainer.max_step", "not in"]),
+        ("foo=1", ["foo"]),
+    ],
+)
+def test_bad_overrides_fail_with_a_clear_message(tmp_path, override, expected):
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_config([override], tmp_path)
+    message = str(err.value) + str(err.value.__cause__ or "")
+    for fragment in expected:
+        assert fragment.lower() in message.lower(), message
+
+
+def test_bad_override_on_the_command_line_stops_before_any_work(tmp_path):
+    result = run_train("ema=maybe", f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
+    assert result.returncode != 0
+    assert "ema" in result.stderr and "maybe" in result.stderr
+    assert not (tmp_path / "run" / "results.json").exists()

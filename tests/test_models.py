@@ -1,0 +1,110 @@
+"""The denoiser and the diffusion wrapper."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from text2sign.models.diffusion import Diffusion
+from text2sign.models.unet3d import UNet3D, masked_mean
+
+
+def tiny_unet(**kwargs) -> UNet3D:
+    torch.manual_seed(0)
+    model = UNet3D(context_dim=12, base_channels=8, num_heads=2, attention_levels=(0, 1), **kwargs)
+    # the residual branches start at zero; give them weights so every input matters
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+def inputs(batch=2, frames=4, size=8, tokens=5):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, 3, frames, size, size, generator=g)
+    t = torch.tensor([10, 900])[:batch]
+    context = torch.randn(batch, tokens, 12, generator=g)
+    mask = torch.ones(batch, tokens, dtype=torch.bool)
+    mask[0, 3:] = False
+    return x, t, context, mask
+
+
+def test_output_has_the_input_shape():
+    model = tiny_unet()
+    x, t, context, mask = inputs()
+    assert model(x, t, context, mask).shape == x.shape
+
+
+def test_masked_text_tokens_are_ignored():
+    model = tiny_unet()
+    x, t, context, mask = inputs()
+    changed = context.clone()
+    changed[0, 3:] = 100.0  # padding of sample 0
+    assert torch.allclose(model(x, t, context, mask), model(x, t, changed, mask), atol=1e-5)
+    changed[0, 0] = 100.0  # a real token
+    assert not torch.allclose(model(x, t, context, mask)[0], model(x, t, changed, mask)[0])
+
+
+@pytest.mark.parametrize("temporal_attention", [True, False])
+def test_frames_exchange_information(temporal_attention):
+    model = tiny_unet(temporal_attention=temporal_attention)
+    x, t, context, mask = inputs()
+    changed = x.clone()
+    changed[:, :, -1] += 1.0  # only the last frame
+    difference = (model(x, t, context, mask) - model(changed, t, context, mask)).abs()
+    assert difference[:, :, 0].max() > 1e-4  # the first frame sees it
+
+
+def test_conditioning_on_time_and_text_matters():
+    model = tiny_unet()
+    x, t, context, mask = inputs()
+    out = model(x, t, context, mask)
+    assert not torch.allclose(out, model(x, t.flip(0), context, mask))
+    assert not torch.allclose(out, model(x, t, context.flip(0), mask.flip(0)))
+
+
+def test_bad_sizes_are_rejected_with_the_fix():
+    with pytest.raises(ValueError, match="attention_levels"):
+        UNet3D(context_dim=12, channel_mults=(1, 2), attention_levels=(2,))
+    x, t, context, mask = inputs(size=6)
+    with pytest.raises(ValueError, match="data.image_size"):
+        tiny_unet(channel_mults=(1, 2, 4))(x, t, context, mask)
+
+
+def test_masked_mean_ignores_padding():
+    tokens = torch.tensor([[[1.0], [3.0], [100.0]]])
+    assert masked_mean(tokens, torch.tensor([[True, True, False]])).item() == 2.0
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_training_target_follows_the_cosine_schedule(prediction_type):
+    diffusion = Diffusion(prediction_type=prediction_type)
+    x0, noise = torch.randn(2, 3, 2, 4, 4), torch.randn(2, 3, 2, 4, 4)
+    t = torch.tensor([0, 999])
+    x_t, target = diffusion.noisy_input_and_target(x0, noise, t)
+    alpha_bar = diffusion.train_scheduler.alphas_cumprod[t].view(-1, 1, 1, 1, 1)
+    assert torch.allclose(x_t, alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise, atol=1e-5)
+    expected = noise if prediction_type == "epsilon" else (
+        alpha_bar.sqrt() * noise - (1 - alpha_bar).sqrt() * x0)
+    assert torch.allclose(target, expected, atol=1e-5)
+    assert alpha_bar[0] > 0.99 and alpha_bar[1] < 1e-3  # clean at t=0, pure noise at the end
+
+
+def test_unknown_prediction_type_is_rejected():
+    with pytest.raises(ValueError, match="x0"):
+        Diffusion(prediction_type="x0")
+
+
+def test_ddim_sampling_with_an_oracle_recovers_the_data():
+    """A denoiser that knows x0 exactly must lead DDIM back to x0."""
+    diffusion = Diffusion(prediction_type="epsilon")
+    x0 = torch.rand(1, 3, 2, 4, 4) * 1.6 - 0.8
+    alphas = diffusion.train_scheduler.alphas_cumprod
+
+    def oracle(x_t, t):  # the noise that turns x0 into x_t
+        a = alphas[t].view(-1, 1, 1, 1, 1)
+        return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+
+    sample = diffusion.sample(oracle, x0.shape, steps=10,
+                              generator=torch.Generator().manual_seed(0), device=torch.device("cpu"))
+    assert torch.allclose(sample, x0, atol=1e-3)

@@ -1,0 +1,104 @@
+"""The LightningModule: learning, loss logging under accumulation, sampling, checkpoints."""
+
+from __future__ import annotations
+
+from functools import partial
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from text2sign.data.synthetic import SyntheticSignDataset
+from text2sign.models.diffusion import Diffusion
+from text2sign.models.text_encoder import TextEncoder
+from text2sign.models.unet3d import UNet3D
+from text2sign.module import TextToSignModule
+
+
+@pytest.fixture(scope="module")
+def text_encoder():
+    return TextEncoder()
+
+
+def make_module(text_encoder, **kwargs) -> TextToSignModule:
+    torch.manual_seed(0)
+    return TextToSignModule(
+        denoiser=partial(UNet3D, base_channels=16, num_heads=2),
+        text_encoder=text_encoder,
+        diffusion=Diffusion(),
+        optimizer=partial(torch.optim.AdamW, lr=3e-3),
+        num_frames=4,
+        image_size=8,
+        **kwargs,
+    )
+
+
+def fixed_batch(n=4):
+    data = SyntheticSignDataset("train", num_clips=n, num_frames=4, image_size=8)
+    items = [data[i] for i in range(n)]
+    return {"video": torch.stack([i["video"] for i in items]),
+            "caption": [i["caption"] for i in items]}
+
+
+def test_overfits_a_fixed_batch(text_encoder):
+    """Loss at fixed timesteps and noise falls by a large factor on one repeated batch."""
+    module = make_module(text_encoder, cond_drop_prob=0.0)
+    module._log_step_loss = lambda loss: None  # no trainer attached
+    batch = fixed_batch()
+    optimizer = module.configure_optimizers()
+
+    def fixed_loss() -> float:
+        with torch.no_grad():
+            return module.validation_loss(batch, seed=0).item()
+
+    before = fixed_loss()
+    for step in range(150):
+        optimizer.zero_grad()
+        module.training_step(batch, step).backward()
+        optimizer.step()
+    after = fixed_loss()
+    assert after < before / 5, (before, after)
+
+
+def test_step_loss_is_the_mean_over_accumulated_micro_batches(text_encoder):
+    module = make_module(text_encoder)
+    logged = []
+    module.log = lambda name, value, **kw: logged.append((name, float(value)))
+    module._trainer = SimpleNamespace(accumulate_grad_batches=3, is_last_batch=False)
+    for loss in [1.0, 2.0, 6.0, 4.0]:
+        module._log_step_loss(torch.tensor(loss))
+    assert logged == [("train/loss", 3.0)]  # one value per optimizer step, not per micro-batch
+
+
+def test_nan_loss_stops_with_the_step_and_a_fix(text_encoder):
+    module = make_module(text_encoder)
+    module.denoiser.forward = lambda x, *args: torch.full_like(x, float("nan"))
+    with pytest.raises(FloatingPointError, match="optimizer.lr"):
+        module.training_step(fixed_batch(), 0)
+
+
+def test_sample_returns_uint8_videos_fixed_by_the_seed(text_encoder):
+    module = make_module(text_encoder)
+    with torch.no_grad():  # random weights so the output depends on the prompt
+        for p in module.denoiser.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    videos = module.sample(["hello", "thank you"], steps=3, seed=7)
+    assert videos.dtype == torch.uint8 and videos.shape == (2, 3, 4, 8, 8)
+    assert torch.equal(videos, module.sample(["hello", "thank you"], steps=3, seed=7))
+    assert not torch.equal(videos, module.sample(["hello", "thank you"], steps=3, seed=8))
+    unguided = module.sample(["hello", "thank you"], steps=3, seed=7, guidance_scale=1.0)
+    assert not torch.equal(videos, unguided)
+    assert module.training  # sampling restores the mode
+
+
+def test_checkpoint_leaves_out_frozen_weights_and_restores_them(text_encoder):
+    module = make_module(text_encoder)
+    checkpoint = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(checkpoint)
+    assert not any(k.startswith("text_encoder.") for k in checkpoint["state_dict"])
+    assert any(k.startswith("denoiser.") for k in checkpoint["state_dict"])
+    module.on_load_checkpoint(checkpoint)
+    module.load_state_dict(checkpoint["state_dict"])  # strict: nothing missing
+    checkpoint["text_encoder"]["name"] = "another-model"
+    with pytest.raises(ValueError, match="text_encoder.name"):
+        module.on_load_checkpoint(checkpoint)

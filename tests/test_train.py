@@ -1,0 +1,134 @@
+"""Whole runs: results.json contract, resume, failures, and the user's multirun command."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+from hydra.core.hydra_config import HydraConfig
+
+from conftest import TINY, run_train
+from text2sign.train import run
+
+TRAIN_KEYS = {"steps", "epochs", "final_loss", "best_val_loss", "time_s", "peak_memory_gb",
+              "avg_memory_gb", "clips_per_s"}
+EVAL_METRICS = {"fvd", "lpips", "temporal_consistency", "inference_time_ms",
+                "inference_memory_gb"}
+
+
+def check_schema(results: dict) -> None:
+    """results.json schema_version 1, as shared/ARCHITECTURE.md defines it."""
+    assert results["schema_version"] == 1
+    assert results["status"] in {"completed", "failed", "running"}
+    assert set(results) >= {"error", "factors", "train", "model", "data", "eval",
+                            "provenance", "artifacts"}
+    assert set(results["train"]) == TRAIN_KEYS
+    assert set(results["model"]) == {"num_parameters_millions", "trainable_parameters_millions"}
+    assert set(results["data"]) == {"name", "num_train", "num_val", "num_skipped"}
+    assert results["eval"]["weights"] in {"ema", "raw"}
+    for metric in EVAL_METRICS:  # a number, or null with the reason
+        assert results["eval"][metric] is not None or metric in results["eval"]["unavailable"]
+    assert set(results["provenance"]) >= {"git_commit", "git_dirty", "torch", "device",
+                                          "started_at", "finished_at", "command"}
+    for rel in results["artifacts"].values():
+        assert not rel.startswith("/")
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_run_writes_the_whole_run_directory(tiny_config, tmp_path):
+    results = run(tiny_config())
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk == json.loads(json.dumps(results))
+    check_schema(on_disk)
+    assert on_disk["status"] == "completed" and on_disk["error"] is None
+    train = on_disk["train"]
+    assert train["steps"] == 4 and math.isfinite(train["final_loss"])
+    assert train["best_val_loss"] > 0 and train["time_s"] > 0 and train["clips_per_s"] > 0
+    assert train["peak_memory_gb"] is None and train["avg_memory_gb"] is None  # no CUDA here
+    assert on_disk["eval"]["weights"] == "ema" and on_disk["eval"]["val_loss"] > 0
+    assert on_disk["data"] == {"name": "synthetic", "num_train": 32, "num_val": 8,
+                               "num_skipped": 0}
+    assert on_disk["factors"]["text_encoder"] == "frozen" and on_disk["factors"]["seed"] == 0
+    assert on_disk["factors"]["scale"] == "tiny" and "trainer.max_steps" not in on_disk["factors"]
+
+    rows = read_csv(tmp_path / "training_metrics.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    assert all(float(r["lr"]) > 0 and r["peak_memory_gb"] == "" for r in rows)
+    assert float(rows[-1]["loss"]) == pytest.approx(train["final_loss"])
+    assert len(json.loads((tmp_path / "training_metrics.json").read_text())) == 4
+    assert [int(r["step"]) for r in read_csv(tmp_path / "gpu_memory.csv")] == [1, 2, 3, 4]
+    for name in ("last", "best", "final"):
+        assert (tmp_path / "checkpoints" / f"{name}.ckpt").exists()
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents*"))
+    metadata = json.loads((tmp_path / "metadata.json").read_text())
+    assert metadata["config"]["trainer"]["max_steps"] == 4
+    assert metadata["model"]["trainable_parameters_millions"] > 0
+    report = json.loads((tmp_path / "data_report.json").read_text())
+    assert not set(report["splits"]["train"]["signers"]) & set(report["splits"]["val"]["signers"])
+
+
+def test_finetuned_trains_more_parameters_and_raw_weights_without_ema(tiny_config):
+    frozen = run(tiny_config("text_encoder=frozen"))
+    finetuned = run(tiny_config("text_encoder=finetuned", "ema=false"))
+    assert finetuned["model"]["trainable_parameters_millions"] > (
+        frozen["model"]["trainable_parameters_millions"] + 20)
+    assert finetuned["eval"]["weights"] == "raw" and finetuned["factors"]["ema"] is False
+    rows = read_csv(HydraConfig.get().runtime.output_dir + "/training_metrics.csv")
+    assert all(float(r["lr_text_encoder"]) > 0 for r in rows[1:])
+
+
+def test_same_seed_gives_the_same_curve(tiny_config):
+    first = run(tiny_config())["train"]["final_loss"]
+    second = run(tiny_config())["train"]["final_loss"]
+    assert first == second
+
+
+def test_ckpt_path_continues_the_global_step(tiny_config, tmp_path):
+    run(tiny_config())
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    resumed = run(tiny_config("trainer.max_steps=6", f"ckpt_path={last}"))
+    assert resumed["train"]["steps"] == 6
+    steps = [int(r["step"]) for r in read_csv(tmp_path / "training_metrics.csv")]
+    assert steps == [1, 2, 3, 4, 5, 6]  # resumed rows appended, none repeated
+
+
+def test_a_failing_run_records_why(tiny_config, tmp_path):
+    with pytest.raises(Exception, match="batch_size"):
+        run(tiny_config("data.batch_size=64"))
+    results = json.loads((tmp_path / "results.json").read_text())
+    check_schema(results)
+    assert results["status"] == "failed"
+    assert "data.batch_size=64" in results["error"]
+
+
+def test_the_users_multirun_command(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_train("-m", "text_encoder=frozen,finetuned", "ema=true,false", *TINY,
+                       f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(sweep.glob("*/results.json"))
+    assert len(jobs) == 4
+    for path in jobs:
+        results = json.loads(path.read_text())
+        check_schema(results)
+        factors = results["factors"]
+        assert results["status"] == "completed"
+        assert path.parent.name == (
+            f"ema={factors['ema']},scale=tiny,text_encoder={factors['text_encoder']}")
+        assert results["eval"]["weights"] == ("ema" if factors["ema"] else "raw")
+
+
+def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_train("-m", *TINY, "data.batch_size=64,4", f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    statuses = {p.parent.name: json.loads(p.read_text())["status"]
+                for p in sweep.glob("*/results.json")}
+    assert statuses == {"data.batch_size=64,scale=tiny": "failed",
+                        "data.batch_size=4,scale=tiny": "completed"}

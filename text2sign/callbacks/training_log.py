@@ -1,0 +1,95 @@
+"""training_metrics.csv/.json: loss, learning rate, time and memory of every optimizer step."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+
+from text2sign.callbacks.gpu_memory import GPUMemoryMonitor
+from text2sign.callbacks.step_end import StepEndCallback
+from text2sign.files import CsvLog, atomic_write_json
+
+
+class TrainingLog(StepEndCallback):
+    """One row per optimizer step; the CSV is flushed every step, the JSON written at the end.
+
+    `elapsed_s` is training wall time, carried over when a run resumes from a checkpoint.
+    Memory columns come from the GPUMemoryMonitor when one is configured.
+    """
+
+    columns = ("epoch", "step", "loss", "lr", "lr_text_encoder", "elapsed_s",
+               "peak_memory_gb", "avg_memory_gb", "timestamp")
+
+    def __init__(self, filename: str = "training_metrics.csv"):
+        self.filename = filename
+        self.rows: list[dict[str, Any]] = []
+        self.elapsed_before = 0.0  # training time of earlier sessions of a resumed run
+        self.clips_seen = 0
+        self._start: float | None = None  # perf_counter() while training runs
+        self._csv: CsvLog | None = None
+
+    def elapsed_s(self) -> float:
+        running = 0.0 if self._start is None else time.perf_counter() - self._start
+        return self.elapsed_before + running
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        step = trainer.global_step  # restored by now when the run resumes
+        self._csv = CsvLog(Path(trainer.default_root_dir) / self.filename, self.columns,
+                           keep=lambda row: int(row["step"]) <= step)
+        self.rows = [_parse(row) for row in self._csv.read()]
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.clips_seen += len(batch["caption"])
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_step_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        lrs = {group.get("name"): group["lr"] for group in trainer.optimizers[0].param_groups}
+        loss = trainer.callback_metrics.get("train/loss")
+        memory = next((c.last for c in trainer.callbacks if isinstance(c, GPUMemoryMonitor)), {})
+        row = {
+            "epoch": trainer.current_epoch,
+            "step": trainer.global_step,
+            "loss": None if loss is None else float(loss),
+            "lr": lrs.get("denoiser"),
+            "lr_text_encoder": lrs.get("text_encoder"),
+            "elapsed_s": round(self.elapsed_s(), 3),
+            "peak_memory_gb": memory.get("peak_gb"),
+            "avg_memory_gb": memory.get("avg_gb"),
+            "timestamp": time.time(),
+        }
+        self.rows.append(row)
+        self._csv.write_rows([row])
+        pl_module.log("lr", row["lr"], on_step=True, on_epoch=False)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.elapsed_before, self._start = self.elapsed_s(), None
+        self._csv.close()
+        path = Path(trainer.default_root_dir) / self.filename
+        atomic_write_json(path.with_suffix(".json"), self.rows)
+
+    def summary(self) -> dict[str, Any]:
+        time_s = self.elapsed_s()
+        return {
+            "steps": self.rows[-1]["step"] if self.rows else 0,
+            "final_loss": self.rows[-1]["loss"] if self.rows else None,
+            "time_s": round(time_s, 3),
+            "clips_per_s": round(self.clips_seen / time_s, 3) if time_s else None,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"elapsed_s": self.elapsed_s(), "clips_seen": self.clips_seen}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.elapsed_before = state_dict["elapsed_s"]
+        self.clips_seen = state_dict["clips_seen"]
+
+
+def _parse(row: dict[str, str]) -> dict[str, Any]:
+    """A CSV row back to numbers (empty cells are None)."""
+    return {k: (None if v == "" else float(v)) if k not in ("epoch", "step") else int(v)
+            for k, v in row.items()}

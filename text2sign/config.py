@@ -1,0 +1,214 @@
+"""The structured schema of conf/train.yaml.
+
+Hydra merges every YAML file onto these dataclasses, so a value of the wrong type
+(`ema=maybe`, `optimizer.lr=abc`), a choice outside an enum, or a key that does not exist is
+rejected with the key's full name before any work starts. Values live in conf/; this file
+holds only types (MISSING means: the YAML must set it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+from text2sign.models.diffusion import PredictionType
+
+
+@dataclass
+class PathsConfig:
+    output_dir: str = MISSING
+
+
+@dataclass
+class DataConfig:
+    _target_: str = MISSING
+    num_frames: int = MISSING
+    image_size: int = MISSING
+    batch_size: int = MISSING
+    num_workers: int = MISSING
+    num_train: int = MISSING
+    num_val: int = MISSING
+    num_test: int = MISSING
+    num_signers: int = MISSING
+    num_val_signers: int = MISSING
+    num_test_signers: int = MISSING
+    seed: int = MISSING
+
+
+@dataclass
+class TextEncoderConfig:
+    _target_: str = MISSING
+    name: str = MISSING
+    trainable: bool = MISSING
+    trainable_layers: Optional[int] = None
+    lr: Optional[float] = None
+    max_length: int = MISSING
+    local_files_only: bool = MISSING
+
+
+@dataclass
+class DenoiserConfig:
+    _target_: str = MISSING
+    _partial_: bool = True
+    base_channels: int = MISSING
+    channel_mults: list[int] = MISSING
+    num_res_blocks: int = MISSING
+    attention_levels: list[int] = MISSING
+    num_heads: int = MISSING
+    temporal_attention: bool = MISSING
+    dropout: float = MISSING
+
+
+@dataclass
+class DiffusionConfig:
+    _target_: str = MISSING
+    num_train_timesteps: int = MISSING
+    beta_schedule: str = MISSING
+    prediction_type: PredictionType = MISSING
+
+
+@dataclass
+class ModelConfig:
+    _target_: str = MISSING
+    denoiser: DenoiserConfig = MISSING
+    diffusion: DiffusionConfig = MISSING
+    num_frames: int = MISSING
+    image_size: int = MISSING
+    cond_drop_prob: float = MISSING
+    val_timesteps: list[int] = MISSING
+    sample_steps: int = MISSING
+    guidance_scale: float = MISSING
+
+
+@dataclass
+class OptimizerConfig:
+    _target_: str = MISSING
+    _partial_: bool = True
+    lr: float = MISSING
+    weight_decay: float = MISSING
+    betas: list[float] = MISSING
+    eps: float = MISSING
+
+
+@dataclass
+class LRSchedulerConfig:
+    _target_: str = MISSING
+    _partial_: bool = True
+    num_warmup_steps: int = MISSING
+    num_training_steps: int = MISSING
+
+
+@dataclass
+class TrainerConfig:
+    _target_: str = MISSING
+    default_root_dir: str = MISSING
+    accelerator: str = MISSING
+    devices: Any = MISSING
+    precision: str = MISSING
+    max_steps: int = MISSING
+    max_epochs: int = MISSING
+    accumulate_grad_batches: int = MISSING
+    gradient_clip_val: Optional[float] = None
+    val_check_interval: int = MISSING
+    check_val_every_n_epoch: Optional[int] = None
+    limit_val_batches: Any = MISSING  # a fraction (float) or a number of batches (int)
+    num_sanity_val_steps: int = MISSING
+    log_every_n_steps: int = MISSING
+    deterministic: bool = MISSING
+    enable_progress_bar: bool = MISSING
+    enable_model_summary: bool = MISSING
+
+
+@dataclass
+class EMAConfig:
+    _target_: str = MISSING
+    enabled: bool = MISSING
+    decay: float = MISSING
+
+
+@dataclass
+class CheckpointConfig:
+    _target_: str = MISSING
+    dirpath: str = MISSING
+    filename: Optional[str] = None
+    monitor: Optional[str] = None
+    mode: str = "min"
+    save_top_k: int = MISSING
+    save_last: Optional[bool] = None
+    every_n_train_steps: Optional[int] = None
+    enable_version_counter: bool = MISSING
+
+
+@dataclass
+class TargetConfig:
+    """A callback or logger built from its `_target_` and a few plain arguments."""
+
+    _target_: str = MISSING
+
+
+@dataclass
+class CallbacksConfig:
+    ema: EMAConfig = MISSING
+    last_checkpoint: CheckpointConfig = MISSING
+    best_checkpoint: CheckpointConfig = MISSING
+    gpu_memory: TargetConfig = MISSING
+    training_log: TargetConfig = MISSING
+
+
+@dataclass
+class LoggerEntryConfig:
+    _target_: str = MISSING
+    save_dir: str = MISSING
+    name: str = MISSING
+    version: Optional[str] = None
+
+
+@dataclass
+class LoggerConfig:
+    tensorboard: LoggerEntryConfig = MISSING
+    csv: LoggerEntryConfig = MISSING
+
+
+@dataclass
+class TrainConfig:
+    seed: int = MISSING
+    ema: bool = MISSING
+    ckpt_path: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+    paths: PathsConfig = MISSING
+    data: DataConfig = MISSING
+    text_encoder: TextEncoderConfig = MISSING
+    model: ModelConfig = MISSING
+    optimizer: OptimizerConfig = MISSING
+    lr_scheduler: LRSchedulerConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    callbacks: CallbacksConfig = MISSING
+    logger: LoggerConfig = MISSING
+
+
+def _unique_id() -> str:
+    """A per-process id that keeps two sweeps started in the same second apart."""
+    return f"{os.getpid()}-{secrets.token_hex(2)}"
+
+
+def _job_dirname(override_dirname: str, job_num: int) -> str:
+    """A sweep job's directory: its overrides, made safe as one path component."""
+    name = override_dirname.replace("/", "_") or f"job{job_num}"
+    if len(name.encode()) <= 200:
+        return name
+    return f"job{job_num}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+def register_configs() -> None:
+    """Register the schema and the resolvers; call before Hydra composes."""
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    if not OmegaConf.has_resolver("unique_id"):
+        # cached: every use in one process (the sweep dir and each job's dir) gets one value
+        OmegaConf.register_new_resolver("unique_id", _unique_id, use_cache=True)
+        OmegaConf.register_new_resolver("job_dirname", _job_dirname)

@@ -1,0 +1,64 @@
+"""File writing that never leaves a half-written file behind."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write to a temporary file in the same directory, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+class CsvLog:
+    """An append-only CSV file with a fixed header, flushed after every row.
+
+    Opening an existing file keeps the rows for which `keep(row)` is true, so a resumed run
+    drops the rows it is about to redo instead of duplicating them.
+    """
+
+    def __init__(self, path: str | Path, columns: Sequence[str], keep=lambda row: True):
+        self.path, self.columns = Path(path), list(columns)
+        kept = [row for row in self.read() if keep(row)] if self.path.exists() else []
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, self.columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(kept)
+        atomic_write_text(self.path, buffer.getvalue())
+        self._file = open(self.path, "a", newline="")
+        self._writer = csv.DictWriter(self._file, self.columns)
+
+    def read(self) -> list[dict[str, str]]:
+        with open(self.path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def write_rows(self, rows: Iterable[dict[str, Any]]) -> None:
+        for row in rows:
+            self._writer.writerow({k: "" if row.get(k) is None else row[k] for k in self.columns})
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()

@@ -1,0 +1,82 @@
+"""Noise schedule, training target and DDIM sampling, through diffusers' schedulers.
+
+Training uses a DDPM scheduler (`add_noise`, `get_velocity`); sampling builds a DDIM scheduler
+from the same configuration, so the two can never disagree about the schedule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import Enum
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+
+
+class PredictionType(str, Enum):
+    """What the denoiser predicts: the added noise, or the velocity of Salimans & Ho (2022)."""
+
+    epsilon = "epsilon"
+    v_prediction = "v_prediction"
+
+
+# (x_t, t) -> the denoiser's output; `t` is a (B,) tensor of timesteps
+DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class Diffusion:
+    """Gaussian diffusion over videos scaled to [-1, 1].
+
+    Args:
+        num_train_timesteps: length of the training noise schedule.
+        beta_schedule: a diffusers schedule name; "squaredcos_cap_v2" is the cosine schedule.
+        prediction_type: "epsilon" or "v_prediction".
+    """
+
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        beta_schedule: str = "squaredcos_cap_v2",
+        prediction_type: str = "epsilon",
+    ):
+        self.prediction_type = PredictionType(prediction_type).value
+        self.train_scheduler = DDPMScheduler(
+            num_train_timesteps=num_train_timesteps,
+            beta_schedule=beta_schedule,
+            prediction_type=self.prediction_type,
+            clip_sample=False,
+        )
+        self.num_train_timesteps = num_train_timesteps
+
+    def sample_timesteps(self, batch_size: int, device: torch.device) -> torch.Tensor:
+        return torch.randint(0, self.num_train_timesteps, (batch_size,), device=device)
+
+    def noisy_input_and_target(
+        self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x_t and the regression target of the denoiser for clean videos x0."""
+        x_t = self.train_scheduler.add_noise(x0, noise, t)
+        if self.prediction_type == PredictionType.epsilon:
+            return x_t, noise
+        return x_t, self.train_scheduler.get_velocity(x0, noise, t)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        denoise: DenoiseFn,
+        shape: tuple[int, ...],
+        steps: int,
+        generator: torch.Generator,
+        device: torch.device,
+    ) -> torch.Tensor:
+        """DDIM sampling (eta = 0) from Gaussian noise; returns x0 in [-1, 1]."""
+        scheduler = DDIMScheduler.from_config(
+            self.train_scheduler.config, timestep_spacing="trailing"
+        )
+        scheduler.set_timesteps(steps, device=device)
+        # noise drawn on the CPU so that a seed gives the same videos on every device
+        x = torch.randn(shape, generator=generator).to(device)
+        for t in scheduler.timesteps:
+            model_output = denoise(x, t.expand(shape[0]))
+            x = scheduler.step(model_output, t, x).prev_sample
+        return x.clamp(-1, 1)

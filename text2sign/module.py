@@ -1,0 +1,194 @@
+"""The LightningModule: a text-conditioned video diffusion model.
+
+It receives built objects (a denoiser factory, a text encoder, a diffusion schedule, optimizer
+and LR-scheduler factories) and knows nothing about Hydra or the run directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from text2sign.models.diffusion import Diffusion
+from text2sign.models.text_encoder import TextEncoder
+
+UNCONDITIONAL_CAPTION = ""  # the dropped condition, for classifier-free guidance
+
+
+def to_model_range(videos: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1]."""
+    return videos.float() / 127.5 - 1
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [0, 255]."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+class TextToSignModule(pl.LightningModule):
+    """Trains the denoiser on (video, caption) batches and samples videos from prompts.
+
+    Args:
+        denoiser: called as `denoiser(context_dim=...)` to build the network, so its text
+            width always matches the encoder's.
+        text_encoder: the caption encoder (frozen or finetuned).
+        diffusion: noise schedule, training target and sampler.
+        optimizer: called with the parameter groups.
+        lr_scheduler: called with the optimizer; stepped every optimizer step. None: constant.
+        num_frames, image_size: the video shape the model generates.
+        cond_drop_prob: probability of training a sample with the unconditional caption.
+        val_timesteps: the fixed timesteps of the validation loss.
+        sample_steps, guidance_scale: DDIM steps and classifier-free guidance scale of `sample`.
+    """
+
+    def __init__(
+        self,
+        denoiser: Callable[..., nn.Module],
+        text_encoder: TextEncoder,
+        diffusion: Diffusion,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        lr_scheduler: Callable[..., Any] | None = None,
+        num_frames: int = 8,
+        image_size: int = 16,
+        cond_drop_prob: float = 0.1,
+        val_timesteps: Sequence[int] = (100, 300, 500, 700, 900),
+        sample_steps: int = 50,
+        guidance_scale: float = 3.0,
+    ):
+        super().__init__()
+        if not 0 <= cond_drop_prob < 1:
+            raise ValueError(f"model.cond_drop_prob={cond_drop_prob} must be in [0, 1)")
+        self.text_encoder = text_encoder
+        self.denoiser = denoiser(context_dim=text_encoder.hidden_size)
+        self.diffusion = diffusion
+        self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
+        self.video_shape = (3, num_frames, image_size, image_size)
+        self.cond_drop_prob = cond_drop_prob
+        self.val_timesteps = list(val_timesteps)
+        self.sample_steps, self.guidance_scale = sample_steps, guidance_scale
+        self._micro_batch_losses: list[torch.Tensor] = []
+
+    # ----------------------------------------------------------------------------- training
+    def diffusion_loss(
+        self, x0: torch.Tensor, captions: list[str], t: torch.Tensor, noise: torch.Tensor
+    ) -> torch.Tensor:
+        context, mask = self.text_encoder(captions)
+        x_t, target = self.diffusion.noisy_input_and_target(x0, noise, t)
+        prediction = self.denoiser(x_t, t, context, mask)
+        return F.mse_loss(prediction.float(), target.float())
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        x0 = to_model_range(batch["video"])
+        drop = torch.rand(len(batch["caption"])) < self.cond_drop_prob
+        captions = [UNCONDITIONAL_CAPTION if d else c for c, d in zip(batch["caption"], drop)]
+        t = self.diffusion.sample_timesteps(len(captions), self.device)
+        loss = self.diffusion_loss(x0, captions, t, torch.randn_like(x0))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss is {loss.item()} at step {self.global_step}: lower optimizer.lr "
+                "or set trainer.gradient_clip_val"
+            )
+        self._log_step_loss(loss.detach())
+        return loss
+
+    def _log_step_loss(self, loss: torch.Tensor) -> None:
+        """Log the mean over the micro-batches of one optimizer step (gradient accumulation)."""
+        self._micro_batch_losses.append(loss)
+        accumulate = self.trainer.accumulate_grad_batches
+        if len(self._micro_batch_losses) == accumulate or self.trainer.is_last_batch:
+            step_loss = torch.stack(self._micro_batch_losses).mean()
+            self._micro_batch_losses.clear()
+            self.log("train/loss", step_loss, on_step=True, on_epoch=False, prog_bar=True)
+
+    def validation_loss(self, batch: dict, seed: int) -> torch.Tensor:
+        """Loss at the fixed `val_timesteps` with noise fixed by `seed`, so that it is
+        comparable across epochs and runs."""
+        x0 = to_model_range(batch["video"])
+        generator = torch.Generator().manual_seed(seed)
+        losses = []
+        for timestep in self.val_timesteps:
+            noise = torch.randn(x0.shape, generator=generator).to(self.device)
+            t = torch.full((len(x0),), timestep, device=self.device)
+            losses.append(self.diffusion_loss(x0, list(batch["caption"]), t, noise))
+        return torch.stack(losses).mean()
+
+    def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.validation_loss(batch, seed=batch_idx)
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(batch["caption"]))
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        groups = [{"name": "denoiser", "params": list(self.denoiser.parameters())}]
+        encoder_params = [p for p in self.text_encoder.parameters() if p.requires_grad]
+        if encoder_params:
+            group = {"name": "text_encoder", "params": encoder_params}
+            if self.text_encoder.lr is not None:
+                group["lr"] = self.text_encoder.lr
+            groups.append(group)
+        optimizer = self.optimizer_factory(groups)
+        if self.lr_scheduler_factory is None:
+            return optimizer
+        scheduler = self.lr_scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ----------------------------------------------------------------------------- sampling
+    @torch.no_grad()
+    def sample(
+        self,
+        prompts: Sequence[str],
+        steps: int | None = None,
+        guidance_scale: float | None = None,
+        seed: int = 0,
+    ) -> torch.Tensor:
+        """Generate one video per prompt: uint8 (B, C, T, H, W). The seed fixes the noise."""
+        steps = steps or self.sample_steps
+        scale = self.guidance_scale if guidance_scale is None else guidance_scale
+        prompts = list(prompts)
+        guided = scale != 1.0
+        captions = prompts + [UNCONDITIONAL_CAPTION] * len(prompts) if guided else prompts
+        context, mask = self.text_encoder(captions)
+
+        def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            if not guided:
+                return self.denoiser(x, t, context, mask)
+            # conditional and unconditional branches in one batched forward pass
+            cond, uncond = self.denoiser(x.repeat(2, 1, 1, 1, 1), t.repeat(2), context, mask).chunk(2)
+            return uncond + scale * (cond - uncond)
+
+        was_training = self.training
+        self.eval()
+        try:
+            shape = (len(prompts), *self.video_shape)
+            generator = torch.Generator().manual_seed(seed)
+            x = self.diffusion.sample(denoise, shape, steps, generator, self.device)
+        finally:
+            self.train(was_training)
+        return to_uint8(x)
+
+    # ----------------------------------------------------------------------------- checkpoints
+    def _frozen_text_encoder_keys(self) -> list[str]:
+        trainable = {f"text_encoder.{n}" for n, p in self.text_encoder.named_parameters()
+                     if p.requires_grad}
+        return [k for k in self.state_dict() if k.startswith("text_encoder.") and k not in trainable]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Frozen pretrained weights are reloaded from text_encoder.name, not stored again.
+        for key in self._frozen_text_encoder_keys():
+            checkpoint["state_dict"].pop(key, None)
+        checkpoint["text_encoder"] = {"name": self.text_encoder.name,
+                                      "trainable": self.text_encoder.trainable}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("text_encoder", {})
+        if saved.get("name") != self.text_encoder.name:
+            raise ValueError(
+                f"checkpoint was trained with text_encoder.name={saved.get('name')!r}, "
+                f"this run uses {self.text_encoder.name!r}: set text_encoder.name to match"
+            )
+        own = self.state_dict()
+        checkpoint["state_dict"].update({k: own[k] for k in self._frozen_text_encoder_keys()})

@@ -1,0 +1,160 @@
+"""results.json (schema_version 1) and metadata.json: the run directory's summary files.
+
+results.json is the one file analyze.py needs. It is written atomically when the run starts
+(status "running") and again when it ends ("completed" or "failed" with the reason), so a
+crashed run still says what happened.
+"""
+
+from __future__ import annotations
+
+import platform
+import shlex
+import subprocess
+import sys
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from text2sign.files import atomic_write_json
+
+SCHEMA_VERSION = 1
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# Written by the evaluation stage; reported as unavailable until it runs.
+EVAL_METRICS = ("fvd", "lpips", "temporal_consistency", "inference_time_ms", "inference_memory_gb")
+ARTIFACTS = {
+    "last_checkpoint": "checkpoints/last.ckpt",
+    "best_checkpoint": "checkpoints/best.ckpt",
+    "final_checkpoint": "checkpoints/final.ckpt",
+    "training_metrics": "training_metrics.csv",
+    "gpu_memory": "gpu_memory.csv",
+    "metadata": "metadata.json",
+    "data_report": "data_report.json",
+    "tensorboard": "tensorboard",
+}
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def plain(value: Any) -> Any:
+    """A config value as plain JSON data (containers, enums)."""
+    if isinstance(value, (DictConfig,)) or OmegaConf.is_list(value):
+        return OmegaConf.to_container(value, resolve=True, enum_to_str=True)
+    return value.value if isinstance(value, Enum) else value
+
+
+def run_factors(cfg: DictConfig) -> dict[str, Any]:
+    """Every group choice, `ema`, `seed` and every overridden key, from Hydra's runtime."""
+    factors: dict[str, Any] = {}
+    if HydraConfig.initialized():
+        hydra_cfg = HydraConfig.get()
+        factors.update({group: choice for group, choice in hydra_cfg.runtime.choices.items()
+                        if group.split("/")[0] != "hydra" and choice is not None})
+        for override in OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task)):
+            key = override.key_or_group
+            if key not in factors and not override.is_delete():
+                factors[key] = plain(OmegaConf.select(cfg, key))
+    factors.update(ema=cfg.ema, seed=cfg.seed)
+    return factors
+
+
+def parameter_counts(module: nn.Module) -> dict[str, float]:
+    total = sum(p.numel() for p in module.parameters())
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return {
+        "num_parameters_millions": round(total / 1e6, 4),
+        "trainable_parameters_millions": round(trainable / 1e6, 4),
+    }
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def provenance() -> dict[str, Any]:
+    commit = _git("rev-parse", "HEAD")
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    return {
+        "git_commit": commit,
+        "git_dirty": None if commit is None or dirty is None else bool(dirty),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "hostname": platform.node(),
+        "started_at": now_iso(),
+        "finished_at": None,
+        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "overrides": overrides,
+    }
+
+
+def one_line(error: BaseException) -> str:
+    """The reason recorded for a failed run; Hydra's instantiation wrapper is unwrapped."""
+    if isinstance(error, InstantiationException) and error.__cause__ is not None:
+        error = error.__cause__
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+class RunRecord:
+    """The results.json of one run, rewritten atomically at every update."""
+
+    def __init__(self, run_dir: str | Path, cfg: DictConfig):
+        self.run_dir = Path(run_dir)
+        self.results: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "status": "running",
+            "error": None,
+            "factors": run_factors(cfg),
+            "train": dict.fromkeys(("steps", "epochs", "final_loss", "best_val_loss", "time_s",
+                                    "peak_memory_gb", "avg_memory_gb", "clips_per_s")),
+            "model": dict.fromkeys(("num_parameters_millions", "trainable_parameters_millions")),
+            "data": dict.fromkeys(("name", "num_train", "num_val", "num_skipped")),
+            "eval": {"weights": "ema" if cfg.ema else "raw"},
+            "provenance": provenance(),
+            "artifacts": {},
+        }
+        self.metadata = {
+            "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+            "provenance": self.results["provenance"],
+        }
+        self._write()
+
+    def update(self, section: str, values: dict[str, Any]) -> None:
+        self.results[section].update(values)
+        self._write()
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        self.results["status"], self.results["error"] = status, error
+        self.results["provenance"]["finished_at"] = now_iso()
+        self.results["eval"].setdefault("unavailable", {})
+        for metric in EVAL_METRICS:
+            if self.results["eval"].get(metric) is None:
+                self.results["eval"][metric] = None
+                self.results["eval"]["unavailable"].setdefault(
+                    metric, "not computed: this version of text2sign has no evaluation stage yet"
+                )
+        self.results["artifacts"] = {name: rel for name, rel in ARTIFACTS.items()
+                                     if (self.run_dir / rel).exists()}
+        self._write()
+
+    def _write(self) -> None:
+        self.metadata["model"] = self.results["model"]
+        self.metadata["train"] = self.results["train"]
+        atomic_write_json(self.run_dir / "metadata.json", self.metadata)
+        atomic_write_json(self.run_dir / "results.json", self.results)

@@ -1,0 +1,95 @@
+"""One training run: build everything from the composed config, fit, validate, record.
+
+`run(cfg)` is what train.py calls for every job of a sweep. It writes results.json before
+anything can fail and rewrites it when the run ends, with status "failed" and the reason if
+it does not complete.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from text2sign.callbacks.gpu_memory import GPUMemoryMonitor
+from text2sign.callbacks.training_log import TrainingLog
+from text2sign.files import atomic_write_json
+from text2sign.results import RunRecord, one_line, parameter_counts
+
+log = logging.getLogger(__name__)
+
+
+def main(cfg: DictConfig) -> None:
+    """The Hydra entry: in a multirun a failed job is recorded and the sweep goes on."""
+    try:
+        run(cfg)
+    except Exception:
+        if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+            raise
+        log.exception("this job failed (see its results.json); the sweep goes on")
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train and validate one configuration; returns the content of its results.json."""
+    run_dir = Path(cfg.paths.output_dir)
+    record = RunRecord(run_dir, cfg)
+    log.info("run directory: %s", run_dir)
+    callbacks: dict[str, pl.Callback] = {}
+    try:
+        _train(cfg, run_dir, record, callbacks)
+    except BaseException as err:
+        _record_training(record, callbacks)
+        record.finish("failed", one_line(err))
+        raise
+    record.finish("completed")
+    return record.results
+
+
+def _train(cfg: DictConfig, run_dir: Path, record: RunRecord, callbacks: dict) -> None:
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    data_report = datamodule.report()
+    atomic_write_json(run_dir / "data_report.json", data_report)
+    record.update("data", {
+        "name": data_report["name"],
+        "num_train": data_report["splits"]["train"]["clips"],
+        "num_val": data_report["splits"]["val"]["clips"],
+        "num_skipped": len(data_report["skipped"]),
+    })
+
+    module = instantiate(
+        cfg.model,
+        text_encoder=instantiate(cfg.text_encoder),
+        optimizer=instantiate(cfg.optimizer),
+        lr_scheduler=instantiate(cfg.lr_scheduler),
+    )
+    record.update("model", parameter_counts(module))
+
+    callbacks.update({name: instantiate(c) for name, c in cfg.callbacks.items()})
+    loggers = [instantiate(c) for c in cfg.logger.values()]
+    trainer = instantiate(cfg.trainer, callbacks=list(callbacks.values()), logger=loggers)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    trainer.save_checkpoint(run_dir / "checkpoints" / "final.ckpt")
+    _record_training(record, callbacks, trainer)
+
+    # the weights the run reports: the EMA callback swaps them in for validation
+    (metrics,) = trainer.validate(module, datamodule=datamodule, verbose=False)
+    record.update("eval", {"val_loss": metrics["val/loss"]})
+
+
+def _record_training(record: RunRecord, callbacks: dict, trainer: pl.Trainer | None = None) -> None:
+    """Copy what the callbacks measured into results.json (also for a run that failed)."""
+    for callback in callbacks.values():
+        if isinstance(callback, (TrainingLog, GPUMemoryMonitor)):
+            record.update("train", callback.summary())
+    best = callbacks.get("best_checkpoint")
+    if best is not None and best.best_model_score is not None:
+        record.update("train", {"best_val_loss": float(best.best_model_score)})
+    if trainer is not None:
+        record.update("train", {"epochs": trainer.current_epoch})
