@@ -85,3 +85,18 @@ def test_bad_override_on_the_command_line_stops_before_any_work(tmp_path):
     assert result.returncode != 0
     assert "ema" in result.stderr and "maybe" in result.stderr
     assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_sweep_directories_cannot_collide(tmp_path):
+    from hydra.core.hydra_config import HydraConfig
+
+    from text2sign.config import _job_dirname, _unique_id
+
+    compose_config([], tmp_path)
+    sweep_dir = HydraConfig.get().sweep.dir
+    assert sweep_dir.startswith("outputs/multirun/") and sweep_dir.count("-") >= 5
+    assert _unique_id() != _unique_id()  # two sweeps in one second get different suffixes
+    assert _job_dirname("ema=True,text_encoder=frozen", 0) == "ema=True,text_encoder=frozen"
+    assert _job_dirname("text_encoder.name=/models/t5", 1) == "text_encoder.name=_models_t5"
+    long = _job_dirname(",".join(f"key{i}=value{i}" for i in range(40)), 7)
+    assert long.startswith("job7_") and len(long) < 20

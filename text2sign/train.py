@@ -8,6 +8,7 @@ it does not complete.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,10 @@ from text2sign.files import atomic_write_json
 from text2sign.results import RunRecord, one_line, parameter_counts
 
 log = logging.getLogger(__name__)
+
+# The frozen text encoder is in eval mode on purpose; the second is internal to Lightning.
+warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 def main(cfg: DictConfig) -> None:
