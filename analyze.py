@@ -1,12 +1,13 @@
-"""Turn an outputs tree into comparison tables, statistics, plots and a report.
+"""Turn an outputs tree into comparison tables, statistics over seeds, plots and a report.
 
-Not built yet: until then, read each run's results.json directly.
+    python analyze.py                       # every run under outputs/ -> outputs/analysis/
+    python analyze.py outputs/multirun/A outputs/multirun/B --baseline text_encoder=frozen ema=true
+    python analyze.py --help
 """
 
 import sys
 
+from text2sign.analysis.cli import main
+
 if __name__ == "__main__":
-    sys.exit(
-        "analyze.py is not built yet. Every run directory under outputs/ has a results.json "
-        "(schema in shared/ARCHITECTURE.md) with its factors, training and evaluation figures."
-    )
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Outputs trees with known numbers for the analysis tests and the 200-run benchmark."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from PIL import Image
+
+COMMON = {"scale": "small", "data": "synthetic", "model": "unet3d"}
+GROUPS = [("frozen", True), ("frozen", False), ("finetuned", True), ("finetuned", False)]
+SEEDS = (0, 1, 2)
+# fvd per group (as in GROUPS) and seed: the numbers the statistics are checked against
+FVD = {("frozen", True): [100.0, 110.0, 105.0], ("frozen", False): [120.0, 126.0, 119.0],
+       ("finetuned", True): [90.0, 97.0, 92.0], ("finetuned", False): [130.0, 150.0, 141.0]}
+TIME_S = {("frozen", True): 3600.0, ("frozen", False): 3500.0,
+          ("finetuned", True): 5400.0, ("finetuned", False): 5300.0}
+PROMPTS = ("hello", "thank you")
+UNAVAILABLE = {"inference_memory_gb": "no CUDA device: GPU memory is only measured on a GPU",
+               "gloss_accuracy": "needs a gloss recogniser: set eval.gloss_model"}
+
+
+def results(factors: dict[str, Any] | None, fvd: float, time_s: float, seed: int,
+            status: str = "completed", error: str | None = None,
+            memory_gb: float | None = None) -> dict[str, Any]:
+    """A results.json (schema_version 1) whose other metrics derive from fvd and the seed."""
+    return {
+        "schema_version": 1, "status": status, "error": error,
+        "factors": factors,
+        "train": {"steps": 20, "epochs": 1, "final_loss": fvd / 1000, "best_val_loss": fvd / 500,
+                  "time_s": time_s + seed, "peak_memory_gb": memory_gb, "avg_memory_gb": None,
+                  "clips_per_s": 100000 / time_s},
+        "model": {"num_parameters_millions": 23.66, "trainable_parameters_millions": 0.95},
+        "data": {"name": "synthetic", "num_train": 64, "num_val": 8, "num_skipped": 0},
+        "eval": {"weights": "ema", "num_videos": 8, "steps": 20, "val_loss": fvd / 400,
+                 "fvd": fvd, "lpips": fvd / 1000 + 0.1, "temporal_consistency": 1 - fvd / 1000,
+                 "ssim": 0.5 + seed / 100, "inference_time_ms": 50.0 + seed,
+                 "inference_memory_gb": None, "gloss_accuracy": None,
+                 "unavailable": dict(UNAVAILABLE)},
+        "provenance": {}, "artifacts": {"training_metrics": "training_metrics.csv"},
+    }
+
+
+def write_run(run_dir: Path, data: dict[str, Any] | str, final_loss: float = 0.1,
+              prompts: tuple[str, ...] = ()) -> Path:
+    """A run directory: results.json (a dict, or raw text for a half-written file), a loss
+    curve falling to `final_loss`, and sample GIFs for `prompts`."""
+    run_dir.mkdir(parents=True)
+    text = data if isinstance(data, str) else json.dumps(data)
+    (run_dir / "results.json").write_text(text)
+    with open(run_dir / "training_metrics.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["epoch", "step", "loss", "lr", "lr_text_encoder", "elapsed_s",
+                         "peak_memory_gb", "avg_memory_gb", "timestamp"])
+        for step in range(1, 21):
+            writer.writerow([0, step, 1 + (final_loss - 1) * step / 20, 1e-3, "", step * 0.1,
+                             "", "", 1.7e9 + step])
+    if prompts:
+        write_samples(run_dir / "samples", prompts)
+    return run_dir
+
+
+def write_samples(folder: Path, prompts: tuple[str, ...], frames: int = 4) -> None:
+    folder.mkdir()
+    entries = []
+    for text in prompts:
+        name = text.replace(" ", "_")
+        clip = [Image.fromarray(np.full((16, 16, 3), 40 * k, np.uint8)) for k in range(frames)]
+        clip[0].save(folder / f"{name}.gif", save_all=True, append_images=clip[1:])
+        entries.append({"text": text, "gif": f"{name}.gif", "mp4": f"{name}.mp4"})
+    index = {"prompts": entries, "grid": "grid.png", "seed": 0, "steps": 50,
+             "guidance_scale": 3.0}
+    (folder / "index.json").write_text(json.dumps(index))
+
+
+def write_hydra(run_dir: Path, choices: dict[str, Any], overrides: list[str]) -> None:
+    """Hydra's .hydra/hydra.yaml (runtime choices) and overrides.yaml, as a sweep writes them."""
+    (run_dir / ".hydra").mkdir()
+    hydra = {"hydra": {"runtime": {"choices": {**choices, "hydra/launcher": "basic",
+                                               "experiment": None}}}}
+    (run_dir / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(hydra))
+    (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+
+
+def factors(text_encoder: str, ema: bool, seed: int) -> dict[str, Any]:
+    return {**COMMON, "text_encoder": text_encoder, "ema": ema, "seed": seed}
+
+
+def sweep_tree(root: Path, seeds: tuple[int, ...] = SEEDS) -> Path:
+    """The 2x2 grid over `seeds` in a multirun layout, plus one failed, one half-written and
+    one running run; the seed-2 run of (finetuned, false) has its factors only in .hydra/."""
+    sweep = root / "multirun" / "2026-01-01_00-00-00_abcd"
+    for (encoder, ema), fvds in FVD.items():
+        for seed in seeds:
+            run_dir = sweep / f"ema={ema},seed={seed},text_encoder={encoder}"
+            hydra_only = (encoder, ema, seed) == ("finetuned", False, 2)
+            data = results(None if hydra_only else factors(encoder, ema, seed), fvds[seed],
+                           TIME_S[encoder, ema], seed)
+            write_run(run_dir, data, prompts=PROMPTS if seed == seeds[0] else ())
+            if hydra_only:
+                write_hydra(run_dir, {**COMMON, "text_encoder": encoder},
+                            [f"text_encoder={encoder}", f"ema={ema}", f"seed={seed}"])
+    failed = results(factors("frozen", True, 7), 1.0, 1.0, 7, "failed",
+                     "RuntimeError: CUDA out of memory")
+    write_run(sweep / "failed_run", failed)
+    write_run(sweep / "half_written", json.dumps(failed)[:80])
+    write_run(root / "runs" / "still_running",
+              results(factors("frozen", True, 8), 9999.0, 1.0, 8, "running"))
+    return root

@@ -1,0 +1,86 @@
+"""analyze.py's command line: collect runs, compute the study, write every output."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from text2sign.analysis import AnalysisError
+from text2sign.analysis.collect import collect
+from text2sign.analysis.levels import parse_assignments
+from text2sign.analysis.plots import PLOTS
+from text2sign.analysis.report import Figures, markdown_report, text_report
+from text2sign.analysis.samples import sample_sheets
+from text2sign.analysis.study import Study, build_study
+from text2sign.analysis.tables import TABLES, markdown_table
+from text2sign.files import atomic_write_text
+
+REPORT = "ABLATION_RESULTS_REPORT.txt"
+Outcome = Path | str | list[Path]  # what a plot stage wrote, or why it wrote nothing
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="analyze.py", description="Comparison tables, statistics over seeds, plots and a "
+        "report from every results.json under the results directories.")
+    parser.add_argument("results_dirs", nargs="*", metavar="RESULTS_DIR",
+                        help="outputs trees to search at any depth (default: outputs/)")
+    parser.add_argument("--results-dir", action="append", default=[], dest="more_dirs",
+                        metavar="RESULTS_DIR", help="same as the positional argument")
+    parser.add_argument("--output-dir", type=Path,
+                        help="where outputs go (default: <first RESULTS_DIR>/analysis/)")
+    parser.add_argument("--output-format", choices=[*TABLES, "all"], default="all",
+                        help="which comparison tables to write (default: all)")
+    parser.add_argument("--baseline", nargs="+", metavar="KEY=VALUE",
+                        help="the group the others are compared with (default: "
+                             "text_encoder=frozen ema=true if present, else the first group)")
+    parser.add_argument("--metrics", nargs="+", metavar="METRIC",
+                        help="metrics to compare (default: every metric found)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    dirs = [*args.results_dirs, *args.more_dirs] or ["outputs"]
+    out = args.output_dir or Path(dirs[0]) / "analysis"
+    start = time.perf_counter()
+    try:
+        runs = collect([Path(d) for d in dirs], skip=out)
+        baseline = parse_assignments(args.baseline, "--baseline") if args.baseline else None
+        study = build_study(runs, baseline, args.metrics)
+    except AnalysisError as error:
+        print(f"analyze.py: error: {error}", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    write_outputs(study, dirs, out, [*TABLES] if args.output_format == "all"
+                  else [args.output_format])
+    print(f"analysed {len(runs)} runs ({len(study.with_status('completed'))} completed) in "
+          f"{len(study.groups)} groups in {time.perf_counter() - start:.1f} s; outputs in {out}")
+    return 0
+
+
+def write_outputs(study: Study, dirs: list[str], out: Path, formats: list[str]) -> None:
+    for fmt in formats:
+        name, render = TABLES[fmt]
+        _write_text(out / name, render(study))
+    figures = Figures()
+    if study.groups:
+        for name, plot in PLOTS.items():
+            figures.plots[name] = _announce(plot(study, out), name)
+        figures.samples = _announce(sample_sheets(study, out), "sample comparison")
+    _write_text(out / REPORT, text_report(study, dirs, figures))
+    _write_text(out / "report.md", markdown_report(study, dirs, figures, markdown_table(study)))
+
+
+def _write_text(path: Path, text: str) -> None:
+    atomic_write_text(path, text)
+    print(f"wrote {path}")
+
+
+def _announce(result: Outcome, name: str) -> Outcome:
+    """Print one line per file written, or why nothing was; pass the outcome on."""
+    for path in result if isinstance(result, list) else [result]:
+        print(f"wrote {path}" if isinstance(path, Path) else f"skipped {name}: {path}")
+    return result

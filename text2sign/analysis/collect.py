@@ -1,0 +1,91 @@
+"""Find every results.json under the results directories and read each run's record.
+
+A run that failed, is still running or left a half-written file is kept with its status and
+reason, so the report can list it; only completed runs enter the statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from text2sign.analysis import AnalysisError
+from text2sign.analysis.hydra_factors import hydra_factors
+
+STATUSES = ("completed", "failed", "running", "unreadable")
+
+
+@dataclass
+class Run:
+    path: Path  # the run directory
+    name: str  # as printed: the results directory as given, then the path below it
+    status: str  # one of STATUSES
+    error: str | None = None
+    factors: dict[str, Any] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+    factors_from: str = "results.json"  # or ".hydra", or "nowhere"
+
+    @property
+    def seed(self) -> Any:
+        return self.factors.get("seed")
+
+
+def collect(results_dirs: list[Path], skip: Path) -> list[Run]:
+    """Every run under `results_dirs` (sorted by name), leaving out the `skip` directory."""
+    runs = []
+    for root in results_dirs:
+        if not root.is_dir():
+            raise AnalysisError(f"results directory {str(root)!r} does not exist "
+                                "(or is not a directory)")
+        found = find_results(root, skip)
+        if not found:
+            raise AnalysisError(f"no results.json under {str(root)!r}: train first "
+                                "(python train.py -m ...) or point analyze.py at an outputs tree")
+        runs += [read_run(path, str(root / path.parent.relative_to(root))) for path in found]
+    return sorted(runs, key=lambda run: run.name)
+
+
+def find_results(root: Path, skip: Path) -> list[Path]:
+    """results.json files at any depth; a run directory's own subfolders are not searched."""
+    found = []
+    skip = skip.resolve()
+    for dirpath, dirnames, filenames in os.walk(root):
+        if "results.json" in filenames:
+            found.append(Path(dirpath) / "results.json")
+            dirnames.clear()  # checkpoints/, tensorboard/ ... hold no runs
+            continue
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                             and (Path(dirpath) / d).resolve() != skip)
+    return found
+
+
+def read_run(path: Path, name: str) -> Run:
+    results, status, error = _read(path)
+    factors, source = _factors(results, path.parent)
+    return Run(path.parent, name, status, error, factors, results, source)
+
+
+def _read(path: Path) -> tuple[dict[str, Any], str, str | None]:
+    """(results, status, error); a half-written or foreign file is "unreadable"."""
+    try:
+        results = json.loads(path.read_text())
+        if not isinstance(results, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        return {}, "unreadable", f"half-written results.json ({error})"
+    status = results.get("status")
+    if status not in STATUSES[:3]:
+        return results, "unreadable", f"unknown status {status!r} in results.json"
+    return results, status, results.get("error")
+
+
+def _factors(results: dict[str, Any], run_dir: Path) -> tuple[dict[str, Any], str]:
+    """The run's factors and where they came from: results.json, else Hydra's files."""
+    factors = results.get("factors")
+    if isinstance(factors, dict) and factors:
+        return factors, "results.json"
+    factors = hydra_factors(run_dir)
+    return factors, ".hydra" if factors else "nowhere"

@@ -1,0 +1,92 @@
+"""The metrics compared across groups: where each lives in results.json and which way is better."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+# eval keys that describe how the evaluation ran, not how well the model did
+EVAL_SETTINGS = {"weights", "unavailable", "split", "num_videos", "steps", "guidance_scale",
+                 "seed"}
+# whole words of a metric's name ("gloss_accuracy" has no word "loss"); higher is checked first
+HIGHER_IS_BETTER = ("consistency", "accuracy", "ssim", "psnr", "f1", "clips_per_s",
+                    "hands_found", "clip_score")
+LOWER_IS_BETTER = ("fvd", "lpips", "loss", "time", "memory", "dtw", "error", "parameters",
+                   "ms", "gb")
+QUALITY = ("fvd", "val_loss", "best_val_loss")  # the primary quality metric, first available
+NO_GPU = "no GPU memory recorded (memory is only measured on a CUDA device)"
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    section: str  # results.json section
+    key: str
+    scale: float = 1.0
+    why_null: str = "null in every completed run"
+
+    def value(self, results: dict[str, Any]) -> float | None:
+        """A finite number, or None (missing, null, not a number, NaN or infinite)."""
+        value = (results.get(self.section) or {}).get(self.key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        return float(value) * self.scale if math.isfinite(value) else None
+
+    @property
+    def direction(self) -> int:
+        """+1 when higher is better, -1 when lower is better, 0 when unknown."""
+        name = f"_{self.name}_"
+        if any(f"_{words}_" in name for words in HIGHER_IS_BETTER):
+            return 1
+        return -1 if any(f"_{words}_" in name for words in LOWER_IS_BETTER) else 0
+
+    def reason_unavailable(self, runs_results: list[dict[str, Any]]) -> str:
+        """Why no run has a number: the run's own eval.unavailable entry when it gives one."""
+        if self.section == "eval":
+            for results in runs_results:
+                unavailable = (results.get("eval") or {}).get("unavailable") or {}
+                reason = unavailable.get(self.key) or unavailable.get("evaluation")
+                if reason:
+                    return str(reason)
+        return self.why_null
+
+
+CORE = (
+    Metric("final_loss", "train", "final_loss"),
+    Metric("best_val_loss", "train", "best_val_loss"),
+    Metric("train_time_h", "train", "time_s", scale=1 / 3600),
+    Metric("peak_memory_gb", "train", "peak_memory_gb", why_null=NO_GPU),
+    Metric("avg_memory_gb", "train", "avg_memory_gb", why_null=NO_GPU),
+    Metric("clips_per_s", "train", "clips_per_s"),
+    Metric("num_parameters_millions", "model", "num_parameters_millions"),
+    Metric("trainable_parameters_millions", "model", "trainable_parameters_millions"),
+    Metric("val_loss", "eval", "val_loss"),
+    Metric("fvd", "eval", "fvd"),
+    Metric("lpips", "eval", "lpips"),
+    Metric("temporal_consistency", "eval", "temporal_consistency"),
+    Metric("inference_time_ms", "eval", "inference_time_ms"),
+    Metric("inference_memory_gb", "eval", "inference_memory_gb", why_null=NO_GPU),
+)
+
+
+def discover(runs_results: list[dict[str, Any]]) -> list[Metric]:
+    """CORE, then every other eval key that is a number somewhere or listed as unavailable."""
+    known = {metric.name for metric in CORE}
+    extra: dict[str, None] = {}  # ordered set: first appearance wins
+    for results in runs_results:
+        section = results.get("eval") or {}
+        names = [key for key, value in section.items()
+                 if isinstance(value, (int, float)) and not isinstance(value, bool)]
+        names += [key for key in section.get("unavailable") or {} if key != "evaluation"]
+        extra.update((key, None) for key in names if key not in EVAL_SETTINGS | known)
+    return [*CORE, *(Metric(name, "eval", name) for name in extra)]
+
+
+def quality_metric(metrics: list[Metric], has_numbers: set[str]) -> Metric | None:
+    """fvd if any run has it, else eval.val_loss, else best_val_loss, else the first metric."""
+    by_name = {metric.name: metric for metric in metrics if metric.name in has_numbers}
+    for name in QUALITY:
+        if name in by_name:
+            return by_name[name]
+    return next(iter(by_name.values()), None)

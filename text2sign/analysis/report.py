@@ -1,0 +1,183 @@
+"""ABLATION_RESULTS_REPORT.txt (everything, plain text) and report.md (tables and plots)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from text2sign.analysis.collect import STATUSES
+from text2sign.analysis.formatting import change, mean_ci, md_table, num, text_table, verdict
+from text2sign.analysis.metrics import Metric
+from text2sign.analysis.stats import ALPHA, significant
+from text2sign.analysis.study import Study
+
+MORE_SEEDS = "python train.py -m experiment=ablation_seeds"
+
+
+@dataclass
+class Figures:
+    """What the plot and sample stages produced: a file, or the reason there is none."""
+
+    plots: dict[str, Path | str] = field(default_factory=dict)
+    samples: list[Path] | str = "no completed run"
+
+
+def text_report(study: Study, results_dirs: list[str], figures: Figures) -> str:
+    lines = ["ABLATION RESULTS REPORT", "=======================", *overview(study, results_dirs)]
+    if study.groups:
+        lines += ["", "Findings against the baseline"]
+        lines += text_table(findings_header(study), findings(study))
+        lines += ["", "Groups (every factor but the seed)"]
+        lines += text_table(["group", "n", "seeds"], [[study.label(g), str(len(g.runs)),
+                                                        ", ".join(g.seeds)] for g in study.groups])
+        for metric in study.metrics:
+            if study.has_numbers(metric):
+                lines += ["", _title(metric), *text_table(*metric_rows(study, metric))]
+    lines += ["", "Plots and samples"]
+    lines += [f"  {name}: {_where(result)}" for name, result in figures.plots.items()]
+    lines.append(f"  sample comparison: {_where(figures.samples)}")
+    for title, entries in excluded(study) + [("Notes", notes(study))]:
+        if entries:
+            lines += ["", title, *(f"  {entry}" for entry in entries)]
+    return "\n".join(lines) + "\n"
+
+
+def markdown_report(study: Study, results_dirs: list[str], figures: Figures,
+                    comparison: str) -> str:
+    lines = ["# Ablation results", "", *(f"- {line}" for line in overview(study, results_dirs))]
+    if study.groups:
+        lines += ["", "## Findings against the baseline", "",
+                  *md_table(findings_header(study), findings(study)),
+                  "", "## Comparison table", "", comparison]
+    lines += ["## Plots", ""]
+    for name, result in figures.plots.items():
+        lines.append(f"![{name}]({result.name})" if isinstance(result, Path)
+                     else f"- {name}: {result}")
+    lines += ["", "## Samples", ""]
+    samples = figures.samples
+    lines += ([f"- {samples}"] if isinstance(samples, str)
+              else [f"![{path.stem}]({path.name})" for path in samples])
+    for title, entries in excluded(study) + [("Notes", notes(study))]:
+        if entries:
+            lines += ["", f"## {title}", "", *(f"- {entry}" for entry in entries)]
+    return "\n".join(lines) + "\n"
+
+
+def overview(study: Study, results_dirs: list[str]) -> list[str]:
+    counts = {status: len(study.with_status(status)) for status in STATUSES}
+    lines = [f"Results: {', '.join(results_dirs)}",
+             f"Runs found: {len(study.runs)} ({counts['completed']} completed, "
+             f"{counts['failed']} failed, {counts['running']} running, "
+             f"{counts['unreadable']} half-written)",
+             f"Groups: {len(study.groups)}, by every factor but the seed"
+             + (f" (varying: {', '.join(study.factors)})" if study.factors else ""),
+             "Common settings: " + (" ".join(f"{k}={v}" for k, v in study.common.items())
+                                    or "none")]
+    if study.groups:
+        lines.append(f"Baseline: {study.label(study.groups[0])} ({study.baseline_note})")
+    if study.quality:
+        lines.append(f"Quality metric: {_title(study.quality)}")
+    return lines
+
+
+def findings_header(study: Study) -> list[str]:
+    quality = f"Quality Δ ({study.quality.name})" if study.quality else "Quality Δ"
+    return ["Ablation", quality, "Train Time Δ", "Memory Δ", "Key Finding"]
+
+
+def findings(study: Study) -> list[list[str]]:
+    """One row per group against the baseline: Ablation | Quality Δ | Time Δ | Memory Δ | Key."""
+    baseline = study.groups[0]
+    time, memory = study.metric("train_time_h"), study.metric("peak_memory_gb")
+    rows = []
+    for i, group in enumerate(study.groups[1:], 1):
+        changed = [f"{name}={group.levels[name][2]}" for name in study.factors
+                   if group.levels[name] != baseline.levels[name]]
+        memory_cell = (change(memory, study.summaries[memory.name][i])
+                       if memory and study.has_numbers(memory) else "no GPU memory recorded")
+        rows.append([", ".join(changed), _change(study, study.quality, i),
+                     _change(study, time, i), memory_cell, key_finding(study, i)])
+    return rows
+
+
+def key_finding(study: Study, i: int) -> str:
+    metric = study.quality
+    if metric is None:
+        return "no quality metric measured"
+    summary, base = study.summaries[metric.name][i], study.summaries[metric.name][0]
+    if math.isnan(summary.delta_pct):
+        return f"{metric.name} not comparable (missing in this group or the baseline)"
+    effect = f"{metric.name} {abs(summary.delta_pct):.1f}% {verdict(metric, summary.delta_pct)}"
+    sig = significant(summary)
+    if sig is None:
+        why = ("one seed: more seeds needed for a test" if min(summary.n, base.n) < 2
+               else "no test possible (no variation between seeds)")
+        return f"{effect}; {why}"
+    word = "significant" if sig else "not significant"
+    return f"{effect}, {word} (Holm p={summary.p_holm:.3g}, {summary.test})"
+
+
+def metric_rows(study: Study, metric: Metric) -> tuple[list[str], list[list[str]]]:
+    header = ["group", "n", "mean ± 95% CI", "std", "Δ vs baseline", "p", "p (Holm)", "test"]
+    rows = []
+    for group, s in zip(study.groups, study.summaries[metric.name]):
+        delta = "baseline" if group is study.groups[0] else change(metric, s)
+        rows.append([study.label(group), str(s.n), mean_ci(s), num(s.std, 3), delta,
+                     num(s.p_value, 3), num(s.p_holm, 3), s.test])
+    return header, rows
+
+
+def excluded(study: Study) -> list[tuple[str, list[str]]]:
+    """Sections listing what is not in the statistics, and why."""
+    completed = [run.results for run in study.with_status("completed")]
+    return [
+        ("Failed runs (not averaged)",
+         [f"{run.name}: {run.error or 'no error recorded'}"
+          for run in study.with_status("failed")]),
+        ("Running or interrupted runs (not averaged)",
+         [run.name for run in study.with_status("running")]),
+        ("Half-written or unreadable results.json (not averaged)",
+         [f"{run.name}: {run.error}" for run in study.with_status("unreadable")]),
+        ("Unavailable metrics (no number in any completed run)",
+         [f"{m.name}: {m.reason_unavailable(completed)}" for m in study.metrics
+          if not study.has_numbers(m)]),
+        ("Factors read from .hydra/ (results.json has none)",
+         [run.name for run in study.with_status("completed") if run.factors_from == ".hydra"]),
+        ("Runs without factors in results.json or .hydra/ (grouped together)",
+         [run.name for run in study.with_status("completed") if run.factors_from == "nowhere"]),
+    ]
+
+
+def notes(study: Study) -> list[str]:
+    single = [study.label(g) for g in study.groups if len(g.runs) < 2]
+    lines = []
+    if single:
+        lines.append(f"More seeds are needed: {len(single)} group(s) have a single seed "
+                     f"({'; '.join(single)}), so their confidence intervals and p-values are "
+                     f"blank. Train seeds 0, 1, 2, e.g. {MORE_SEEDS}.")
+    tests = sum(not math.isnan(s.p_value) for sums in study.summaries.values() for s in sums)
+    lines.append(
+        "Statistics: mean and sample std (ddof=1) over the seeds of a group; 95% CI "
+        "half-width t(0.975, n-1)*std/sqrt(n); Δ = (mean - baseline mean)/|baseline mean|; "
+        "p: paired t-test over the seeds both groups have (scipy.stats.ttest_rel), Welch's "
+        f"t-test (ttest_ind, equal_var=False) when runs cannot be paired; Holm correction over "
+        f"all {tests} comparisons; significant when the Holm p < {ALPHA}.")
+    return lines
+
+
+def _change(study: Study, metric: Metric | None, i: int) -> str:
+    return change(metric, study.summaries[metric.name][i] if metric else None)
+
+
+def _title(metric: Metric) -> str:
+    way = {1: "higher is better", -1: "lower is better", 0: "direction unknown"}
+    return f"{metric.name} ({way[metric.direction]})"
+
+
+def _where(result: Path | str | list[Path]) -> str:
+    if isinstance(result, Path):
+        return result.name
+    if isinstance(result, list):
+        return ", ".join(path.name for path in result)
+    return f"skipped: {result}"
