@@ -12,12 +12,18 @@ import hashlib
 import os
 import secrets
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from text2sign.models.diffusion import PredictionType
+
+
+class FVDBackbone(str, Enum):
+    i3d = "i3d"
+    videomae = "videomae"
 
 
 @dataclass
@@ -153,12 +159,56 @@ class TargetConfig:
 
 
 @dataclass
+class SamplesConfig:
+    _target_: str = MISSING
+    prompts: list[str] = MISSING
+    steps: int = MISSING
+    guidance_scale: float = MISSING
+    seed: int = MISSING
+    fps: int = MISSING
+
+
+@dataclass
 class CallbacksConfig:
     ema: EMAConfig = MISSING
     last_checkpoint: CheckpointConfig = MISSING
     best_checkpoint: CheckpointConfig = MISSING
     gpu_memory: TargetConfig = MISSING
     training_log: TargetConfig = MISSING
+    samples: SamplesConfig = MISSING
+
+
+@dataclass
+class FVDConfig:
+    backbone: FVDBackbone = MISSING
+    detector_path: Optional[str] = None
+    detector_sha256: Optional[str] = None
+    videomae_name: str = MISSING
+    local_files_only: bool = MISSING
+    batch_size: int = MISSING
+
+
+@dataclass
+class LPIPSConfig:
+    backbone_path: Optional[str] = None
+    linear_path: Optional[str] = None
+
+
+@dataclass
+class EvalConfig:
+    _target_: str = MISSING
+    enabled: bool = MISSING
+    split: str = MISSING
+    num_videos: int = MISSING
+    batch_size: int = MISSING
+    steps: int = MISSING
+    guidance_scale: float = MISSING
+    seed: int = MISSING
+    timing_repeats: int = MISSING
+    cache_dir: str = MISSING
+    download: bool = MISSING
+    fvd: FVDConfig = MISSING
+    lpips: LPIPSConfig = MISSING
 
 
 @dataclass
@@ -180,6 +230,7 @@ class TrainConfig:
     seed: int = MISSING
     ema: bool = MISSING
     ckpt_path: Optional[str] = None
+    train: bool = MISSING
     tags: list[str] = field(default_factory=list)
     paths: PathsConfig = MISSING
     data: DataConfig = MISSING
@@ -190,6 +241,18 @@ class TrainConfig:
     trainer: TrainerConfig = MISSING
     callbacks: CallbacksConfig = MISSING
     logger: LoggerConfig = MISSING
+    eval: EvalConfig = MISSING
+
+
+@dataclass
+class GenerateConfig:
+    ckpt_path: str = MISSING
+    prompts: list[str] = MISSING
+    steps: int = MISSING
+    guidance_scale: float = MISSING
+    seed: int = MISSING
+    weights: str = MISSING
+    fps: int = MISSING
 
 
 def _unique_id() -> str:
@@ -208,6 +271,7 @@ def _job_dirname(override_dirname: str, job_num: int) -> str:
 def register_configs() -> None:
     """Register the schema and the resolvers; call before Hydra composes."""
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    ConfigStore.instance().store(name="generate_schema", node=GenerateConfig)
     if not OmegaConf.has_resolver("unique_id"):
         # cached: every use in one process (the sweep dir and each job's dir) gets one value
         OmegaConf.register_new_resolver("unique_id", _unique_id, use_cache=True)

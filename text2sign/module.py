@@ -72,6 +72,7 @@ class TextToSignModule(pl.LightningModule):
         self.val_timesteps = list(val_timesteps)
         self.sample_steps, self.guidance_scale = sample_steps, guidance_scale
         self._micro_batch_losses: list[torch.Tensor] = []
+        self.run_config: dict | None = None  # the resolved run config, kept in checkpoints
 
     # ----------------------------------------------------------------------------- training
     def diffusion_loss(
@@ -182,6 +183,7 @@ class TextToSignModule(pl.LightningModule):
             checkpoint["state_dict"].pop(key, None)
         checkpoint["text_encoder"] = {"name": self.text_encoder.name,
                                       "trainable": self.text_encoder.trainable}
+        checkpoint["text2sign_config"] = self.run_config
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         saved = checkpoint.get("text_encoder", {})

@@ -27,7 +27,7 @@ from text2sign.files import atomic_write_json
 
 SCHEMA_VERSION = 1
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-# Written by the evaluation stage; reported as unavailable until it runs.
+# Always present in results.json: null, with the reason, when the evaluation did not run.
 EVAL_METRICS = ("fvd", "lpips", "temporal_consistency", "inference_time_ms", "inference_memory_gb")
 ARTIFACTS = {
     "last_checkpoint": "checkpoints/last.ckpt",
@@ -142,13 +142,13 @@ class RunRecord:
     def finish(self, status: str, error: str | None = None) -> None:
         self.results["status"], self.results["error"] = status, error
         self.results["provenance"]["finished_at"] = now_iso()
-        self.results["eval"].setdefault("unavailable", {})
+        evaluation = self.results["eval"]
+        unavailable = evaluation.setdefault("unavailable", {})
+        not_run = unavailable.get("evaluation", "the run ended before its evaluation")
         for metric in EVAL_METRICS:
-            if self.results["eval"].get(metric) is None:
-                self.results["eval"][metric] = None
-                self.results["eval"]["unavailable"].setdefault(
-                    metric, "not computed: this version of text2sign has no evaluation stage yet"
-                )
+            if metric not in evaluation:
+                evaluation[metric] = None
+                unavailable[metric] = f"not evaluated: {not_run}"
         self.results["artifacts"] = {name: rel for name, rel in ARTIFACTS.items()
                                      if (self.run_dir / rel).exists()}
         self._write()

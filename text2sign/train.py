@@ -16,11 +16,12 @@ import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from text2sign.callbacks.gpu_memory import GPUMemoryMonitor
 from text2sign.callbacks.training_log import TrainingLog
 from text2sign.files import atomic_write_json
+from text2sign.module import TextToSignModule
 from text2sign.results import RunRecord, one_line, parameter_counts
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,21 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return record.results
 
 
+def build_module(cfg: DictConfig) -> TextToSignModule:
+    """The LightningModule of a composed config (also used to rebuild one from a checkpoint)."""
+    module = instantiate(
+        cfg.model,
+        text_encoder=instantiate(cfg.text_encoder),
+        optimizer=instantiate(cfg.optimizer),
+        lr_scheduler=instantiate(cfg.lr_scheduler),
+    )
+    module.run_config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    return module
+
+
 def _train(cfg: DictConfig, run_dir: Path, record: RunRecord, callbacks: dict) -> None:
+    if not cfg.train and cfg.ckpt_path is None:
+        raise ValueError("train=false evaluates a checkpoint: set ckpt_path=PATH")
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     data_report = datamodule.report()
@@ -67,25 +82,26 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord, callbacks: dict) -
         "num_val": data_report["splits"]["val"]["clips"],
         "num_skipped": len(data_report["skipped"]),
     })
-
-    module = instantiate(
-        cfg.model,
-        text_encoder=instantiate(cfg.text_encoder),
-        optimizer=instantiate(cfg.optimizer),
-        lr_scheduler=instantiate(cfg.lr_scheduler),
-    )
+    module = build_module(cfg)
     record.update("model", parameter_counts(module))
 
     callbacks.update({name: instantiate(c) for name, c in cfg.callbacks.items()})
+    callbacks["evaluation"] = instantiate(cfg.eval)
     loggers = [instantiate(c) for c in cfg.logger.values()]
     trainer = instantiate(cfg.trainer, callbacks=list(callbacks.values()), logger=loggers)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-    trainer.save_checkpoint(run_dir / "checkpoints" / "final.ckpt")
-    _record_training(record, callbacks, trainer)
-
-    # the weights the run reports: the EMA callback swaps them in for validation
-    (metrics,) = trainer.validate(module, datamodule=datamodule, verbose=False)
-    record.update("eval", {"val_loss": metrics["val/loss"]})
+    if cfg.train:
+        # samples and evaluation run at the end of fit, with the reported weights
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        trainer.save_checkpoint(run_dir / "checkpoints" / "final.ckpt")
+        _record_training(record, callbacks, trainer)
+        (metrics,) = trainer.validate(module, datamodule=datamodule, verbose=False)
+    else:
+        # restores the weights and the EMA state, then evaluates as after training
+        (metrics,) = trainer.validate(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path,
+                                      verbose=False)
+        callbacks["samples"].write(trainer, module)
+        callbacks["evaluation"].evaluate(trainer, module)
+    record.update("eval", {"val_loss": metrics["val/loss"], **callbacks["evaluation"].results})
 
 
 def _record_training(record: RunRecord, callbacks: dict, trainer: pl.Trainer | None = None) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import pytorch_lightning as pl
@@ -96,3 +96,9 @@ class EMA(pl.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.shadow = state_dict["shadow"]
         self.num_updates = state_dict["num_updates"]
+
+
+def reported_weights(trainer: pl.Trainer, pl_module: pl.LightningModule):
+    """A context with the weights a run reports loaded: EMA when enabled, else the raw ones."""
+    ema = next((c for c in trainer.callbacks if isinstance(c, EMA) and c.enabled), None)
+    return nullcontext() if ema is None else ema.averaged_weights(pl_module)

@@ -1,0 +1,126 @@
+"""The evaluation stage: metrics in results.json, samples, train=false and generate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from conftest import CONF, TINY
+from text2sign.callbacks.evaluation import Evaluation
+from text2sign.data.synthetic import SyntheticSignDataset
+from text2sign.generate import generate, load_module
+from text2sign.metrics.suite import video_metrics
+from text2sign.train import run
+
+EVAL_SETTINGS = dict(fvd_settings={"backbone": "i3d", "detector_path": None,
+                                   "videomae_name": "x", "local_files_only": True,
+                                   "batch_size": 8},
+                     lpips_settings={"backbone_path": None, "linear_path": None},
+                     download=False)
+
+
+def held_out(n=4, frames=4, size=16):
+    data = SyntheticSignDataset("test", num_clips=n, num_frames=frames, image_size=size)
+    items = [data[i] for i in range(n)]
+    return {key: torch.stack([item[key] for item in items]) for key in ("video", "hands",
+                                                                      "gloss_ids")}
+
+
+def test_every_metric_is_a_number_or_null_with_a_reason(tmp_path):
+    clips = held_out()
+    metrics, unavailable = video_metrics(clips["video"], clips["video"].flip(0), clips,
+                                         "synthetic-test", cache_dir=tmp_path, **EVAL_SETTINGS)
+    for name, value in metrics.items():
+        assert value is not None or name in unavailable, name
+    assert metrics["fvd"] is None and "eval.fvd.detector_path" in unavailable["fvd"]
+    assert metrics["lpips"] is None and "eval.lpips.backbone_path" in unavailable["lpips"]
+    assert metrics["hands_found"] > 0.8 and 0 <= metrics["gloss_accuracy"] <= 1
+
+
+def test_real_clips_score_better_than_mismatched_ones(tmp_path):
+    clips = held_out()
+    same, _ = video_metrics(clips["video"], clips["video"], clips, "s", cache_dir=tmp_path,
+                            **EVAL_SETTINGS)
+    swapped, _ = video_metrics(clips["video"], clips["video"].roll(1, 0), clips, "s",
+                               cache_dir=tmp_path, **EVAL_SETTINGS)
+    assert same["ssim"] == pytest.approx(1.0, abs=1e-3) and swapped["ssim"] < 0.99
+    assert same["psnr"] is None  # infinite for identical frames: null with its reason
+    assert same["dtw_mje"] < swapped["dtw_mje"]
+    assert same["gloss_accuracy"] > swapped["gloss_accuracy"]
+    assert same["temporal_consistency"] == same["temporal_consistency_real"]
+
+
+def test_a_run_fills_eval_and_writes_samples(tiny_config, tmp_path):
+    results = run(tiny_config())
+    evaluation = results["eval"]
+    assert evaluation["weights"] == "ema" and evaluation["num_videos"] == 4
+    for name, value in evaluation.items():
+        if name != "unavailable":
+            assert value is not None or name in evaluation["unavailable"], name
+    assert evaluation["inference_time_ms"] > 0
+    assert "CUDA" in evaluation["unavailable"]["inference_memory_gb"]
+    history = json.loads((tmp_path / "evaluation_metrics.json").read_text())
+    assert history[-1]["temporal_consistency"] == evaluation["temporal_consistency"]
+    assert "temporal_consistency" in (tmp_path / "evaluation_metrics.csv").read_text()
+    index = json.loads((tmp_path / "samples" / "index.json").read_text())
+    prompts = OmegaConf.load(CONF / "callbacks" / "default.yaml").samples.prompts
+    assert [p["text"] for p in index["prompts"]] == list(prompts)
+    for entry in index["prompts"]:
+        assert (tmp_path / "samples" / entry["gif"]).stat().st_size > 0
+        assert (tmp_path / "samples" / entry["mp4"]).stat().st_size > 0
+    assert (tmp_path / "samples" / "grid.png").exists()
+
+
+def test_disabled_evaluation_is_reported_not_invented(tiny_config):
+    evaluation = run(tiny_config("eval.enabled=false"))["eval"]
+    assert evaluation["temporal_consistency"] is None and evaluation["fvd"] is None
+    assert "eval.enabled=false" in evaluation["unavailable"]["fvd"]
+
+
+def test_train_false_evaluates_a_checkpoint_into_a_new_run(tiny_config, tmp_path):
+    run(tiny_config())
+    trained = json.loads((tmp_path / "results.json").read_text())["eval"]
+    checkpoint = tmp_path / "checkpoints" / "final.ckpt"
+    moved = tmp_path / "saved.ckpt"
+    checkpoint.rename(moved)
+    evaluated = run(tiny_config("train=false", f"ckpt_path={moved}"))
+    assert evaluated["status"] == "completed"
+    assert evaluated["eval"]["val_loss"] == pytest.approx(trained["val_loss"], rel=1e-5)
+    assert evaluated["eval"]["ssim"] == pytest.approx(trained["ssim"], rel=1e-5)
+
+
+def test_train_false_without_a_checkpoint_names_the_key(tiny_config):
+    with pytest.raises(ValueError, match="ckpt_path"):
+        run(tiny_config("train=false"))
+
+
+def test_generate_writes_clips_for_any_prompt(tiny_config, tmp_path):
+    run(tiny_config())
+    checkpoint = tmp_path / "checkpoints" / "final.ckpt"
+    cfg = OmegaConf.create({"ckpt_path": str(checkpoint), "prompts": ["hello", "where school"],
+                            "steps": 2, "guidance_scale": 2.0, "seed": 1, "weights": "auto",
+                            "fps": 8})
+    index = generate(cfg, tmp_path / "generated")
+    assert index["weights"] == "ema"
+    assert [p["text"] for p in index["prompts"]] == ["hello", "where school"]
+    assert (tmp_path / "generated" / "where_school.gif").exists()
+    ema_module, _ = load_module(checkpoint, "ema")
+    raw_module, _ = load_module(checkpoint, "raw")
+    assert not torch.equal(next(ema_module.denoiser.parameters()),
+                           next(raw_module.denoiser.parameters()))
+
+
+def test_generate_rejects_missing_ema_and_bad_paths(tiny_config, tmp_path):
+    run(tiny_config("ema=false"))
+    with pytest.raises(ValueError, match="weights=raw"):
+        load_module(tmp_path / "checkpoints" / "final.ckpt", "ema")
+    with pytest.raises(FileNotFoundError, match="ckpt_path"):
+        load_module(tmp_path / "nothing.ckpt")
+
+
+def test_evaluation_settings_are_validated():
+    with pytest.raises(ValueError, match="eval.num_videos"):
+        Evaluation(num_videos=0)

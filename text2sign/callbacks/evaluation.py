@@ -1,0 +1,152 @@
+"""Evaluation of the weights a run reports, on held-out clips, after training.
+
+Generates one clip per held-out caption (fixed seeds, DDIM steps and guidance from the
+config), compares them with the real clips, measures the cost of sampling, and writes
+evaluation_metrics.json/.csv and TensorBoard scalars. A metric that cannot be computed is
+None, with its reason under `unavailable`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from text2sign.callbacks.ema import EMA, reported_weights
+from text2sign.files import atomic_write_json, atomic_write_text
+from text2sign.metrics.suite import video_metrics
+
+GB = 1024**3
+
+
+class Evaluation(pl.Callback):
+    """Args mirror conf/eval/default.yaml; `fvd` and `lpips` hold the loaders' settings."""
+
+    def __init__(
+        self,
+        enabled: bool = True,
+        split: str = "test",
+        num_videos: int = 8,
+        batch_size: int = 8,
+        steps: int = 20,
+        guidance_scale: float = 3.0,
+        seed: int = 0,
+        timing_repeats: int = 3,
+        cache_dir: str | None = None,
+        download: bool = True,
+        fvd: dict | None = None,
+        lpips: dict | None = None,
+    ):
+        if num_videos < 1 or batch_size < 1 or timing_repeats < 1:
+            raise ValueError("eval.num_videos, eval.batch_size and eval.timing_repeats must be >= 1")
+        self.enabled, self.split = enabled, split
+        self.num_videos, self.batch_size = num_videos, batch_size
+        self.steps, self.guidance_scale, self.seed = steps, guidance_scale, seed
+        self.timing_repeats = timing_repeats
+        self.cache_dir, self.download = cache_dir, download
+        self.fvd_settings, self.lpips_settings = dict(fvd or {}), dict(lpips or {})
+        self.results: dict[str, Any] = {}
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.evaluate(trainer, pl_module)
+
+    def settings(self) -> dict[str, Any]:
+        return {"split": self.split, "num_videos": self.num_videos, "steps": self.steps,
+                "guidance_scale": self.guidance_scale, "seed": self.seed}
+
+    def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        ema = any(isinstance(c, EMA) and c.enabled for c in trainer.callbacks)
+        self.results = {"weights": "ema" if ema else "raw", **self.settings()}
+        if not self.enabled:
+            self.results["unavailable"] = {"evaluation": "disabled by eval.enabled=false"}
+            return self.results
+        clips = self._held_out_clips(trainer)
+        self.results["num_videos"] = len(clips["caption"])
+        started = time.perf_counter()
+        with reported_weights(trainer, pl_module):
+            fake = self._generate(pl_module, clips["caption"])
+            cost, cost_unavailable = self._inference_cost(pl_module, clips["caption"][0])
+        metrics, unavailable = video_metrics(
+            real=clips["video"], fake=fake, clips=clips, dataset_id=self._dataset_id(trainer),
+            fvd_settings=self.fvd_settings, lpips_settings=self.lpips_settings,
+            cache_dir=self.cache_dir, download=self.download,
+        )
+        self.results.update(metrics)
+        self.results.update(cost)
+        self.results["eval_time_s"] = round(time.perf_counter() - started, 3)
+        self.results["unavailable"] = {**unavailable, **cost_unavailable}
+        self._write(trainer)
+        return self.results
+
+    def _held_out_clips(self, trainer: pl.Trainer) -> dict[str, Any]:
+        dataset = trainer.datamodule.datasets[self.split]
+        n = min(self.num_videos, len(dataset))
+        items = [dataset[i] for i in range(n)]
+        clips = {"caption": [item["caption"] for item in items]}
+        for key in items[0]:
+            if torch.is_tensor(items[0][key]):
+                clips[key] = torch.stack([item[key] for item in items])
+        return clips
+
+    def _generate(self, pl_module: pl.LightningModule, captions: list[str]) -> torch.Tensor:
+        """Batched generation; batch b uses seed `seed + b`, so results are fixed per config."""
+        batches = [captions[i : i + self.batch_size]
+                   for i in range(0, len(captions), self.batch_size)]
+        videos = [pl_module.sample(batch, self.steps, self.guidance_scale, self.seed + b)
+                  for b, batch in enumerate(batches)]
+        return torch.cat(videos).cpu()
+
+    def _inference_cost(self, pl_module, prompt: str) -> tuple[dict, dict]:
+        """Time per clip at batch 1 (median after a warm-up run) and peak memory (CUDA only)."""
+        cuda = pl_module.device.type == "cuda"
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(pl_module.device)
+        times = []
+        for repeat in range(self.timing_repeats + 1):
+            if cuda:
+                torch.cuda.synchronize(pl_module.device)
+            start = time.perf_counter()
+            pl_module.sample([prompt], self.steps, self.guidance_scale, self.seed)
+            if cuda:
+                torch.cuda.synchronize(pl_module.device)
+            if repeat:  # the first run is the warm-up
+                times.append(time.perf_counter() - start)
+        cost = {"inference_time_ms": round(statistics.median(times) * 1000, 2),
+                "inference_memory_gb": None}
+        unavailable = {}
+        if cuda:
+            cost["inference_memory_gb"] = torch.cuda.max_memory_allocated(pl_module.device) / GB
+        else:
+            unavailable["inference_memory_gb"] = "no CUDA device: GPU memory is only measured on a GPU"
+        return cost, unavailable
+
+    def _dataset_id(self, trainer: pl.Trainer) -> str:
+        """Names the real clips, for the cache of their FVD statistics."""
+        dataset = trainer.datamodule.datasets[self.split]
+        return f"{type(dataset).__name__}-{self.split}-seed{getattr(dataset, 'seed', 'na')}"
+
+    def _write(self, trainer: pl.Trainer) -> None:
+        """Append this evaluation to evaluation_metrics.json/.csv and log it to TensorBoard."""
+        run_dir = Path(trainer.default_root_dir)
+        path = run_dir / "evaluation_metrics.json"
+        history = json.loads(path.read_text()) if path.exists() else []
+        history.append({"step": trainer.global_step, **self.results})
+        atomic_write_json(path, history)
+        scalar_rows = [{k: v for k, v in row.items() if not isinstance(v, dict)} for row in history]
+        columns = list(dict.fromkeys(k for row in scalar_rows for k in row))
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, columns)
+        writer.writeheader()
+        writer.writerows(scalar_rows)
+        atomic_write_text(run_dir / "evaluation_metrics.csv", buffer.getvalue())
+        numbers = {f"eval/{k}": float(v) for k, v in self.results.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        for logger in trainer.loggers:
+            logger.log_metrics(numbers, step=trainer.global_step)

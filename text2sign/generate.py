@@ -1,0 +1,77 @@
+"""Generate clips for any prompts from a checkpoint written by train.py.
+
+    python -m text2sign.generate ckpt_path=PATH 'prompts=["hello","thank you"]' [steps=50]
+
+Writes <prompt>.gif/.mp4, grid.png and index.json into outputs/generate/<date>_<time>_<id>/.
+The model is rebuilt from the run config stored in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from text2sign.callbacks.ema import EMA
+from text2sign.callbacks.samples import write_samples
+from text2sign.config import register_configs
+from text2sign.module import TextToSignModule
+from text2sign.train import build_module
+
+log = logging.getLogger(__name__)
+
+
+def load_module(ckpt_path: str | Path, weights: str = "auto") -> tuple[TextToSignModule, str]:
+    """Rebuild the module of a checkpoint; returns it with the weights used ("ema" or "raw")."""
+    if weights not in ("auto", "ema", "raw"):
+        raise ValueError(f"weights={weights!r}: use auto, ema or raw")
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path={path} does not exist")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    config = checkpoint.get("text2sign_config")
+    if config is None:
+        raise ValueError(f"{path} was not written by text2sign's train.py (no run config inside)")
+    module = build_module(OmegaConf.create(config))
+    module.on_load_checkpoint(checkpoint)
+    module.load_state_dict(checkpoint["state_dict"])
+    shadow = next((state["shadow"] for key, state in checkpoint.get("callbacks", {}).items()
+                   if key.startswith(EMA.__qualname__) and state.get("shadow")), None)
+    if weights == "ema" and shadow is None:
+        raise ValueError(f"{path} has no EMA weights (trained with ema=false): use weights=raw")
+    if shadow is None or weights == "raw":
+        return module.eval(), "raw"
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name in shadow:
+                p.copy_(shadow[name])
+    return module.eval(), "ema"
+
+
+def generate(cfg: DictConfig, out_dir: Path) -> dict:
+    if not cfg.prompts or any(not str(p).strip() for p in cfg.prompts):
+        raise ValueError("prompts must be a non-empty list of non-empty strings")
+    module, weights = load_module(cfg.ckpt_path, cfg.weights)
+    prompts = [str(p) for p in cfg.prompts]
+    videos = module.sample(prompts, cfg.steps, cfg.guidance_scale, cfg.seed)
+    settings = {"seed": cfg.seed, "steps": cfg.steps, "guidance_scale": cfg.guidance_scale,
+                "weights": weights, "ckpt_path": str(cfg.ckpt_path)}
+    index = write_samples(out_dir, prompts, videos, settings, cfg.fps)
+    log.info("wrote %d clips (%s weights) to %s", len(prompts), weights, out_dir)
+    return index
+
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="generate")
+def main(cfg: DictConfig) -> None:
+    generate(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+if __name__ == "__main__":
+    main()

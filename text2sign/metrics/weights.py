@@ -1,0 +1,85 @@
+"""Locate metric weights: a configured path, the cache directory, or a verified download."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from text2sign.metrics.errors import MetricUnavailable
+
+DEFAULT_CACHE_DIR = "~/.cache/text2sign"
+DOWNLOAD_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """A weight file a metric needs and where it officially comes from.
+
+    sha256 is the expected digest or a prefix of it (torchvision names its files by the
+    first 8 hex digits); None where no checksum is published, in which case only a
+    user-supplied checksum allows a download.
+    """
+
+    description: str
+    filename: str
+    url: str
+    sha256: str | None
+    config_key: str  # the key that sets a local path, named in every error message
+
+
+def cache_path(cache_dir: str | Path | None, filename: str) -> Path:
+    return Path(cache_dir or DEFAULT_CACHE_DIR).expanduser() / filename
+
+
+def resolve_weights(spec: WeightFile, path: str | Path | None = None,
+                    cache_dir: str | Path | None = None,
+                    download: bool = True, sha256: str | None = None) -> Path:
+    """The local file for ``spec``: ``path`` if given, else the cached copy, else a download.
+
+    A download goes to the cache directory and is kept only if its sha256 matches
+    (``sha256`` overrides ``spec.sha256``). Raises MetricUnavailable, naming
+    ``spec.config_key``, when none of these yields the file.
+    """
+    if path is not None:
+        if Path(path).expanduser().is_file():
+            return Path(path).expanduser()
+        raise MetricUnavailable(f"{spec.config_key}={path} does not exist; point it at "
+                                f"{spec.description} ({spec.filename}, from {spec.url})")
+    cached = cache_path(cache_dir, spec.filename)
+    if cached.is_file():
+        return cached
+    how = f"download {spec.url} and set {spec.config_key} to the file, or save it as {cached}"
+    expected = sha256 or spec.sha256
+    if not download:
+        raise MetricUnavailable(f"{spec.description} not found and downloads are off: {how}")
+    if expected is None:
+        raise MetricUnavailable(f"{spec.description} not found, and no published checksum to "
+                                f"verify a download: {how} (or supply its sha256 to allow one)")
+    try:
+        _download(spec.url, cached, expected)
+    except (OSError, ValueError) as error:  # URLError and timeouts are OSErrors
+        raise MetricUnavailable(f"{spec.description} not found and the download failed ({error}): "
+                                f"{how}") from error
+    return cached
+
+
+def _download(url: str, target: Path, sha256: str) -> None:
+    """Stream ``url`` atomically to ``target``; ValueError if the sha256 differs from ``sha256``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out, \
+                urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+        if not digest.hexdigest().startswith(sha256.lower()):
+            raise ValueError(f"sha256 {digest.hexdigest()} of {url} does not match {sha256}")
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
