@@ -108,3 +108,4 @@ def test_ddim_sampling_with_an_oracle_recovers_the_data():
     sample = diffusion.sample(oracle, x0.shape, steps=10,
                               generator=torch.Generator().manual_seed(0), device=torch.device("cpu"))
     assert torch.allclose(sample, x0, atol=1e-3)
+

