@@ -26,7 +26,7 @@ def check_schema(results: dict) -> None:
                             "provenance", "artifacts"}
     assert set(results["train"]) == TRAIN_KEYS
     assert set(results["model"]) == {"num_parameters_millions", "trainable_parameters_millions"}
-    assert set(results["data"]) == {"name", "num_train", "num_val", "num_skipped"}
+    assert set(results["data"]) == {"name", "num_train", "num_val", "num_skipped", "num_padded"}
     assert results["eval"]["weights"] in {"ema", "raw"}
     for metric in EVAL_METRICS:  # a number, or null with the reason
         assert results["eval"][metric] is not None or metric in results["eval"]["unavailable"]
@@ -53,7 +53,7 @@ def test_a_run_writes_the_whole_run_directory(tiny_config, tmp_path):
     assert train["peak_memory_gb"] is None and train["avg_memory_gb"] is None  # no CUDA here
     assert on_disk["eval"]["weights"] == "ema" and on_disk["eval"]["val_loss"] > 0
     assert on_disk["data"] == {"name": "synthetic", "num_train": 32, "num_val": 8,
-                               "num_skipped": 0}
+                               "num_skipped": 0, "num_padded": 0}
     assert on_disk["factors"]["text_encoder"] == "frozen" and on_disk["factors"]["seed"] == 0
     assert on_disk["factors"]["scale"] == "tiny" and "trainer.max_steps" not in on_disk["factors"]
 

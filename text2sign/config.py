@@ -18,6 +18,9 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from text2sign.data.clip_dataset import ShortClips
+from text2sign.data.frame_fit import Fit
+from text2sign.data.splits import SplitMode
 from text2sign.models.diffusion import PredictionType
 
 
@@ -32,7 +35,7 @@ class PathsConfig:
 
 
 @dataclass
-class DataConfig:
+class SyntheticDataConfig:
     _target_: str = MISSING
     num_frames: int = MISSING
     image_size: int = MISSING
@@ -45,6 +48,60 @@ class DataConfig:
     num_val_signers: int = MISSING
     num_test_signers: int = MISSING
     seed: int = MISSING
+
+
+@dataclass
+class ClipDataConfig:
+    """The keys every file-based data option shares (scale=... sets the first four)."""
+
+    _target_: str = MISSING
+    num_frames: int = MISSING
+    image_size: int = MISSING
+    batch_size: int = MISSING
+    num_workers: int = MISSING
+    num_train: Optional[int] = None  # at most this many clips per split; null: all
+    num_val: Optional[int] = None
+    num_test: Optional[int] = None
+    seed: int = MISSING
+    split: SplitMode = MISSING
+    val_fraction: float = MISSING
+    test_fraction: float = MISSING
+    fit: Fit = MISSING
+    short_clips: ShortClips = MISSING
+    fps: Optional[float] = None
+    frames_fps: float = MISSING
+    cache_dir: str = MISSING
+
+
+@dataclass
+class GifFolderDataConfig(ClipDataConfig):
+    root: str = MISSING
+    signer_pattern: str = MISSING
+
+
+@dataclass
+class How2SignDataConfig(ClipDataConfig):
+    annotations: str = MISSING
+    video_dir: str = MISSING
+    val_annotations: Optional[str] = None
+    test_annotations: Optional[str] = None
+
+
+@dataclass
+class Phoenix14TDataConfig(ClipDataConfig):
+    root: str = MISSING
+    caption_column: str = MISSING
+
+
+@dataclass
+class ManifestDataConfig(ClipDataConfig):
+    path: str = MISSING
+
+
+# conf/data/<option>.yaml starts from `<option>_schema` (its defaults list)
+DATA_SCHEMAS = {"synthetic": SyntheticDataConfig, "gif_folder": GifFolderDataConfig,
+                "how2sign": How2SignDataConfig, "phoenix14t": Phoenix14TDataConfig,
+                "manifest": ManifestDataConfig}
 
 
 @dataclass
@@ -233,7 +290,7 @@ class TrainConfig:
     train: bool = MISSING
     tags: list[str] = field(default_factory=list)
     paths: PathsConfig = MISSING
-    data: DataConfig = MISSING
+    data: Any = MISSING  # typed by the chosen option's schema (DATA_SCHEMAS)
     text_encoder: TextEncoderConfig = MISSING
     model: ModelConfig = MISSING
     optimizer: OptimizerConfig = MISSING
@@ -272,6 +329,8 @@ def register_configs() -> None:
     """Register the schema and the resolvers; call before Hydra composes."""
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
     ConfigStore.instance().store(name="generate_schema", node=GenerateConfig)
+    for option, schema in DATA_SCHEMAS.items():
+        ConfigStore.instance().store(group="data", name=f"{option}_schema", node=schema)
     if not OmegaConf.has_resolver("unique_id"):
         # cached: every use in one process (the sweep dir and each job's dir) gets one value
         OmegaConf.register_new_resolver("unique_id", _unique_id, use_cache=True)

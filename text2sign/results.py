@@ -124,7 +124,7 @@ class RunRecord:
             "train": dict.fromkeys(("steps", "epochs", "final_loss", "best_val_loss", "time_s",
                                     "peak_memory_gb", "avg_memory_gb", "clips_per_s")),
             "model": dict.fromkeys(("num_parameters_millions", "trainable_parameters_millions")),
-            "data": dict.fromkeys(("name", "num_train", "num_val", "num_skipped")),
+            "data": dict.fromkeys(("name", "num_train", "num_val", "num_skipped", "num_padded")),
             "eval": {"weights": "ema" if cfg.ema else "raw"},
             "provenance": provenance(),
             "artifacts": {},

@@ -75,12 +75,16 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord, callbacks: dict) -
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     data_report = datamodule.report()
+    split_ids = data_report.pop("split_ids", None)  # file-based data: the clip ids per split
+    if split_ids is not None:
+        atomic_write_json(run_dir / "split.json", split_ids)
     atomic_write_json(run_dir / "data_report.json", data_report)
     record.update("data", {
         "name": data_report["name"],
         "num_train": data_report["splits"]["train"]["clips"],
         "num_val": data_report["splits"]["val"]["clips"],
         "num_skipped": len(data_report["skipped"]),
+        "num_padded": len(data_report.get("padded", [])),
     })
     module = build_module(cfg)
     record.update("model", parameter_counts(module))

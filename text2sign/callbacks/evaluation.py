@@ -130,7 +130,9 @@ class Evaluation(pl.Callback):
     def _dataset_id(self, trainer: pl.Trainer) -> str:
         """Names the real clips, for the cache of their FVD statistics."""
         dataset = trainer.datamodule.datasets[self.split]
-        return f"{type(dataset).__name__}-{self.split}-seed{getattr(dataset, 'seed', 'na')}"
+        # file-based datasets hash their files and decode settings; the synthetic one its seed
+        identity = getattr(dataset, "fingerprint", None) or f"seed{getattr(dataset, 'seed', 'na')}"
+        return f"{type(dataset).__name__}-{self.split}-{identity}"
 
     def _write(self, trainer: pl.Trainer) -> None:
         """Append this evaluation to evaluation_metrics.json/.csv and log it to TensorBoard."""

@@ -2,15 +2,58 @@
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Optional
 
+import numpy as np
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset
 
+from text2sign.data.clip_cache import ClipCache, DecodeSettings
+from text2sign.data.clip_dataset import CachedClip, ClipDataset, ShortClips
+from text2sign.data.clips import Clip, DataError, Skipped
+from text2sign.data.indexers import (index_gif_folder, index_how2sign, index_manifest,
+                                     index_phoenix14t)
+from text2sign.data.frame_fit import Fit
+from text2sign.data.splits import SplitMode, split_clips
 from text2sign.data.synthetic import SPLITS, SyntheticSignDataset
 
+log = logging.getLogger(__name__)
 
-class SyntheticSignDataModule(pl.LightningDataModule):
+
+class BatchLoaders(pl.LightningDataModule):
+    """Shuffled training batches (the last partial one dropped), ordered evaluation batches."""
+
+    datasets: dict[str, Dataset]
+    batch_size: int
+    num_workers: int
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+
+class SyntheticSignDataModule(BatchLoaders):
     """The embedded default: procedurally rendered signers, signer-disjoint splits.
 
     The data seed is separate from the training seed, so every run of a sweep sees the
@@ -46,25 +89,6 @@ class SyntheticSignDataModule(pl.LightningDataModule):
                 f"data.batch_size={batch_size} is larger than data.num_train={num_train}"
             )
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.datasets[split],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
     def report(self) -> dict[str, Any]:
         """What data_report.json records: clips and signers per split, skipped files."""
         return {
@@ -75,3 +99,177 @@ class SyntheticSignDataModule(pl.LightningDataModule):
             },
             "skipped": [],
         }
+
+
+class ClipDataModule(BatchLoaders):
+    """Clips from files: index -> decode once into the cache -> split -> datasets.
+
+    Every clip is decoded (or found in the cache) when the datamodule is built, so faulty
+    inputs are listed in report() before training starts. Subclasses only index a format.
+    """
+
+    name = "clips"
+    key = "the data paths"  # the config key(s) that say where the clips are
+
+    def __init__(
+        self,
+        num_frames: int,
+        image_size: int,
+        batch_size: int,
+        num_workers: int,
+        seed: int,
+        split: str,
+        val_fraction: float,
+        test_fraction: float,
+        fit: str,
+        short_clips: str,
+        fps: Optional[float],
+        cache_dir: str,
+        frames_fps: float = 25.0,
+        num_train: Optional[int] = None,
+        num_val: Optional[int] = None,
+        num_test: Optional[int] = None,
+    ):
+        super().__init__()
+        self.batch_size, self.num_workers = batch_size, num_workers
+        # Hydra passes enum members, direct callers strings: the cache key needs the value
+        fit, split, short_clips = Fit(fit).value, SplitMode(split), ShortClips(short_clips)
+        clips, self.skipped = self.index()
+        cache = ClipCache(cache_dir, DecodeSettings(image_size, fit, fps, frames_fps))
+        cached, self.padded = [], []
+        for clip, entry in zip(clips, _decode_all(cache, clips, num_workers)):
+            length = None if isinstance(entry, str) else _length(entry)
+            reason = entry if length is None else _short(length, num_frames, short_clips)
+            if reason and (length is None or short_clips == ShortClips.skip):
+                self.skipped.append(Skipped(str(clip.path), reason))
+                continue
+            if reason:
+                self.padded.append(Skipped(str(clip.path), reason))
+            cached.append(CachedClip(clip, entry, length))
+        if not cached:
+            first = self.skipped[0] if self.skipped else None
+            example = f"{first.file}: {first.reason}" if first else "none found"
+            raise DataError(f"data={self.name}: no usable clip ({len(self.skipped)} skipped, e.g. "
+                            f"{example}): check {self.key}")
+        parts = split_clips([c.clip for c in cached], split, val_fraction, test_fraction, seed)
+        self.datasets = self._datasets(cached, parts, {"train": num_train, "val": num_val,
+                                                       "test": num_test}, num_frames, seed)
+        log.info("%s", self.summary())
+
+    def _datasets(self, cached: list[CachedClip], parts: dict[str, list[Clip]],
+                  caps: dict[str, Optional[int]], num_frames: int, seed: int
+                  ) -> dict[str, ClipDataset]:
+        """One dataset per split, its first `caps[split]` clips (all if None); none may be empty."""
+        by_id = {c.clip.id: c for c in cached}
+        datasets = {part: ClipDataset([by_id[c.id] for c in part_clips[: caps[part]]],
+                                      num_frames, part == "train", seed)
+                    for part, part_clips in parts.items()}
+        for part, dataset in datasets.items():
+            if len(dataset) == 0:
+                raise DataError(f"data={self.name}: the {part} split is empty: set data.split, "
+                                "data.val_fraction or data.test_fraction")
+        if self.batch_size > len(datasets["train"]):
+            raise ValueError(f"data.batch_size={self.batch_size} is larger than the "
+                             f"{len(datasets['train'])} training clips")
+        return datasets
+
+    def index(self) -> tuple[list[Clip], list[Skipped]]:
+        raise NotImplementedError
+
+    def report(self) -> dict[str, Any]:
+        """data_report.json: clips and signers per split, skipped and padded files, the split."""
+        split_ids = {part: [c.clip.id for c in ds.clips] for part, ds in self.datasets.items()}
+        return {
+            "name": self.name,
+            "splits": {part: {"clips": len(ds), "signers": ds.signers}
+                       for part, ds in self.datasets.items()},
+            "skipped": [asdict(s) for s in self.skipped],
+            "padded": [asdict(s) for s in self.padded],
+            "split_sha1": hashlib.sha1(json.dumps(split_ids).encode()).hexdigest(),
+            "split_ids": split_ids,
+        }
+
+    def summary(self) -> str:
+        sizes = ", ".join(f"{len(ds)} {part}" for part, ds in self.datasets.items())
+        lines = [f"data={self.name}: {sizes} clips; {len(self.skipped)} skipped, "
+                 f"{len(self.padded)} padded (see data_report.json)"]
+        lines += [f"  skipped {s.file}: {s.reason}" for s in self.skipped[:10]]
+        if len(self.skipped) > 10:
+            lines.append(f"  ... and {len(self.skipped) - 10} more")
+        return "\n".join(lines)
+
+
+class GifFolderDataModule(ClipDataModule):
+    """`X.gif` + `X.txt` pairs (the original Text2Sign export of How2Sign)."""
+
+    name = "gif_folder"
+    key = "data.root"
+
+    def __init__(self, root: str, signer_pattern: str, **common: Any):
+        self.root, self.signer_pattern = root, signer_pattern
+        super().__init__(**common)
+
+    def index(self) -> tuple[list[Clip], list[Skipped]]:
+        return index_gif_folder(self.root, self.signer_pattern)
+
+
+class How2SignDataModule(ClipDataModule):
+    name = "how2sign"
+    key = "data.annotations and data.video_dir"
+
+    def __init__(self, annotations: str, video_dir: str, val_annotations: Optional[str] = None,
+                 test_annotations: Optional[str] = None, **common: Any):
+        self.files = (annotations, video_dir, val_annotations, test_annotations)
+        super().__init__(**common)
+
+    def index(self) -> tuple[list[Clip], list[Skipped]]:
+        return index_how2sign(*self.files)
+
+
+class Phoenix14TDataModule(ClipDataModule):
+    name = "phoenix14t"
+    key = "data.root"
+
+    def __init__(self, root: str, caption_column: str, **common: Any):
+        self.root, self.caption_column = root, caption_column
+        super().__init__(**common)
+
+    def index(self) -> tuple[list[Clip], list[Skipped]]:
+        return index_phoenix14t(self.root, self.caption_column)
+
+
+class ManifestDataModule(ClipDataModule):
+    name = "manifest"
+    key = "data.path"
+
+    def __init__(self, path: str, **common: Any):
+        self.path = path
+        super().__init__(**common)
+
+    def index(self) -> tuple[list[Clip], list[Skipped]]:
+        return index_manifest(self.path)
+
+
+def _decode_all(cache: ClipCache, clips: list[Clip], num_workers: int) -> list[Path | str]:
+    """Each clip's cache entry, or why it cannot be decoded (threads: decoders release the GIL)."""
+    def load(clip: Clip) -> Path | str:
+        try:
+            return cache.load(clip)
+        except ValueError as err:
+            return str(err)
+
+    with ThreadPoolExecutor(max(1, num_workers)) as pool:
+        return list(pool.map(load, clips))
+
+
+def _length(entry: Path) -> int:
+    return np.load(entry, mmap_mode="r").shape[0]
+
+
+def _short(length: int, num_frames: int, policy: str) -> str:
+    """The reason a clip is too short for `num_frames`, with what happens to it; '' if it is not."""
+    if length >= num_frames:
+        return ""
+    rule = ("skipped (data.short_clips=skip)" if policy == ShortClips.skip
+            else "padded by repeating its last frame (data.short_clips=pad)")
+    return f"too short: {length} frames < data.num_frames={num_frames}, {rule}"

@@ -66,3 +66,56 @@ def caption_grid(clips: torch.Tensor, captions: list[str], min_size: int = 64) -
         grid.paste(Image.fromarray(row), (0, y + label_h))
         y += row.shape[0] + label_h + gap
     return grid
+
+
+FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def read_clip(path: str | Path, start: float | None = None, end: float | None = None,
+              frames_fps: float = 25.0) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a video file (PyAV: mp4, webm, gif, ...) or a folder of frames (Pillow).
+
+    Returns frames (T, H, W, 3) uint8 and their times in seconds; `start`/`end` (seconds)
+    keep only the frames in [start, end). A folder's frames are sorted by name and shown
+    at `frames_fps`. Raises on an unreadable file; an empty result is a ValueError.
+    """
+    path = Path(path)
+    frames, times = _read_folder(path, frames_fps) if path.is_dir() else _read_video(path)
+    keep = np.ones(len(times), bool)
+    if start is not None:
+        keep &= times >= start - 1e-6
+    if end is not None:
+        keep &= times < end - 1e-6
+    if not keep.any():
+        raise ValueError("no frames decoded" + (" in [start, end)" if len(times) else ""))
+    return np.stack([f for f, k in zip(frames, keep) if k]), times[keep]
+
+
+def _read_video(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
+    frames, times = [], []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate or 25)
+        for frame in container.decode(stream):
+            times.append(frame.time if frame.time is not None else len(frames) / rate)
+            frames.append(frame.to_ndarray(format="rgb24"))
+        if stream.frames and len(frames) < stream.frames:  # the decoder stopped early
+            raise ValueError(f"truncated: decoded {len(frames)} of {stream.frames} frames")
+    if path.suffix.lower() == ".gif" and not _ends_with(path, b"\x3b"):
+        raise ValueError(f"truncated GIF: {len(frames)} frames decoded, then the file ends")
+    return frames, np.asarray(times, float)
+
+
+def _ends_with(path: Path, tail: bytes) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-len(tail), 2)
+        return f.read() == tail
+
+
+def _read_folder(path: Path, fps: float) -> tuple[list[np.ndarray], np.ndarray]:
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
+    frames = []
+    for file in files:
+        with Image.open(file) as image:
+            frames.append(np.asarray(image.convert("RGB")))
+    return frames, np.arange(len(frames)) / fps
