@@ -8,7 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import CONF, TINY
+from conftest import CONF
 from text2sign.callbacks.evaluation import Evaluation
 from text2sign.data.synthetic import SyntheticSignDataset
 from text2sign.generate import generate, load_module

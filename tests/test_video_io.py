@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from text2sign.data.synthetic import SyntheticSignDataset
-from text2sign.data.video_io import caption_grid, read_gif, to_frames, write_gif, write_mp4
+from text2sign.data.video_io import caption_grid, read_clip, to_frames, write_gif, write_mp4
 
 
 def clip() -> torch.Tensor:
@@ -25,7 +25,7 @@ def test_frames_are_enlarged_by_an_integer_factor_to_an_even_size():
 def test_gif_keeps_every_frame(tmp_path):
     video = clip()
     write_gif(tmp_path / "a.gif", video)
-    frames = read_gif(tmp_path / "a.gif")
+    frames, _ = read_clip(tmp_path / "a.gif")
     assert frames.shape == (6, 128, 128, 3)
     original = np.stack(to_frames(video))
     # GIF quantises to 256 colours: close, not identical

@@ -60,7 +60,7 @@ def generate(cfg: DictConfig, out_dir: Path) -> dict:
     videos = module.sample(prompts, cfg.steps, cfg.guidance_scale, cfg.seed)
     settings = {"seed": cfg.seed, "steps": cfg.steps, "guidance_scale": cfg.guidance_scale,
                 "weights": weights, "ckpt_path": str(cfg.ckpt_path)}
-    index = write_samples(out_dir, prompts, videos, settings, cfg.fps)
+    index, _ = write_samples(out_dir, prompts, videos, settings, cfg.fps)
     log.info("wrote %d clips (%s weights) to %s", len(prompts), weights, out_dir)
     return index
 

@@ -98,7 +98,12 @@ class EMA(pl.Callback):
         self.num_updates = state_dict["num_updates"]
 
 
+def active_ema(trainer: pl.Trainer) -> EMA | None:
+    """The trainer's enabled EMA callback, if any."""
+    return next((c for c in trainer.callbacks if isinstance(c, EMA) and c.enabled), None)
+
+
 def reported_weights(trainer: pl.Trainer, pl_module: pl.LightningModule):
     """A context with the weights a run reports loaded: EMA when enabled, else the raw ones."""
-    ema = next((c for c in trainer.callbacks if isinstance(c, EMA) and c.enabled), None)
+    ema = active_ema(trainer)
     return nullcontext() if ema is None else ema.averaged_weights(pl_module)

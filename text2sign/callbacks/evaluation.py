@@ -19,11 +19,10 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from text2sign.callbacks.ema import EMA, reported_weights
+from text2sign.callbacks.ema import active_ema, reported_weights
+from text2sign.callbacks.gpu_memory import GB
 from text2sign.files import atomic_write_json, atomic_write_text
 from text2sign.metrics.suite import video_metrics
-
-GB = 1024**3
 
 
 class Evaluation(pl.Callback):
@@ -62,8 +61,8 @@ class Evaluation(pl.Callback):
                 "guidance_scale": self.guidance_scale, "seed": self.seed}
 
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
-        ema = any(isinstance(c, EMA) and c.enabled for c in trainer.callbacks)
-        self.results = {"weights": "ema" if ema else "raw", **self.settings()}
+        weights = "raw" if active_ema(trainer) is None else "ema"
+        self.results = {"weights": weights, **self.settings()}
         if not self.enabled:
             self.results["unavailable"] = {"evaluation": "disabled by eval.enabled=false"}
             return self.results

@@ -47,17 +47,18 @@ class Samples(pl.Callback):
             videos = pl_module.sample(self.prompts, self.steps, self.guidance_scale, self.seed)
         settings = {"seed": self.seed, "steps": self.steps, "guidance_scale": self.guidance_scale}
         out = Path(trainer.default_root_dir) / "samples"
-        index = write_samples(out, self.prompts, videos, settings, self.fps)
+        index, grid = write_samples(out, self.prompts, videos, settings, self.fps)
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
-                grid = torch.from_numpy(np.array(Image.open(out / "grid.png"))).permute(2, 0, 1)
-                logger.experiment.add_image("samples/grid", grid, trainer.global_step)
+                image = torch.from_numpy(np.array(grid)).permute(2, 0, 1)
+                logger.experiment.add_image("samples/grid", image, trainer.global_step)
         return index
 
 
 def write_samples(out: Path, prompts: list[str], videos: torch.Tensor, settings: dict[str, Any],
-                  fps: int = 8) -> dict[str, Any]:
-    """<prompt>.gif and .mp4 per prompt, grid.png and index.json in `out`."""
+                  fps: int = 8) -> tuple[dict[str, Any], Image.Image]:
+    """<prompt>.gif and .mp4 per prompt, grid.png and index.json in `out`; returns the index
+    and the grid image."""
     out.mkdir(parents=True, exist_ok=True)
     entries = []
     for prompt, clip in zip(prompts, videos):
@@ -65,7 +66,8 @@ def write_samples(out: Path, prompts: list[str], videos: torch.Tensor, settings:
         write_gif(out / f"{name}.gif", clip, fps)
         write_mp4(out / f"{name}.mp4", clip, fps)
         entries.append({"text": prompt, "gif": f"{name}.gif", "mp4": f"{name}.mp4"})
-    caption_grid(videos, prompts).save(out / "grid.png")
+    grid = caption_grid(videos, prompts)
+    grid.save(out / "grid.png")
     index = {"prompts": entries, "grid": "grid.png", **settings, "fps": fps}
     atomic_write_json(out / "index.json", index)
-    return index
+    return index, grid

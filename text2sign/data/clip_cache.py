@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
@@ -24,7 +22,7 @@ import numpy as np
 from text2sign.data.clips import Clip
 from text2sign.data.frame_fit import fit_frame, resample_times
 from text2sign.data.video_io import read_clip
-from text2sign.files import atomic_write_text
+from text2sign.files import atomic_file, atomic_write_text
 
 CACHE_VERSION = 1  # bump when the decoding itself changes (the PyAV version is in the key too)
 
@@ -84,12 +82,5 @@ def _file_fingerprint(path: Path) -> list:
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npy.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as f:
+        np.save(f, array)

@@ -1,7 +1,8 @@
-"""Writing generated clips: GIF (Pillow), MP4 (PyAV, H.264) and captioned PNG grids.
+"""Video I/O: decoding clips (PyAV for video files and GIFs, Pillow for frame folders), and
+writing generated clips as GIF, MP4 (H.264) and captioned PNG grids.
 
-Clips are uint8 tensors (C, T, H, W). Small clips are enlarged with nearest-neighbour
-sampling so that they can be seen, and to the even frame sizes that H.264 requires.
+Generated clips are uint8 tensors (C, T, H, W). For viewing they are enlarged with
+nearest-neighbour sampling, to the even frame sizes that H.264 requires.
 """
 
 from __future__ import annotations
@@ -40,16 +41,6 @@ def write_mp4(path: str | Path, clip: torch.Tensor, fps: int = 8) -> None:
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())  # flush the encoder
-
-
-def read_gif(path: str | Path) -> np.ndarray:
-    """All frames of a GIF as (T, H, W, 3) uint8."""
-    with Image.open(path) as image:
-        frames = []
-        for index in range(image.n_frames):
-            image.seek(index)
-            frames.append(np.asarray(image.convert("RGB")))
-    return np.stack(frames)
 
 
 def caption_grid(clips: torch.Tensor, captions: list[str], min_size: int = 64) -> Image.Image:

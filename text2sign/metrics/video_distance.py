@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from text2sign.files import atomic_file
 from text2sign.metrics.errors import MetricUnavailable
 from text2sign.metrics.frechet import feature_stats, frechet_distance_from_stats
 from text2sign.metrics.video_features import VideoFeatureExtractor
@@ -45,14 +44,8 @@ def real_video_stats(real_videos: torch.Tensor, extractor: VideoFeatureExtractor
 
 
 def _save_stats(path: Path, mean: np.ndarray, cov: np.ndarray, num_videos: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, mean=mean, cov=cov, num_videos=num_videos)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_file(path, "wb") as f:
+        np.savez(f, mean=mean, cov=cov, num_videos=num_videos)
 
 
 def fvd(real_videos: torch.Tensor, fake_videos: torch.Tensor, extractor: VideoFeatureExtractor,

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from text2sign.files import atomic_file
 from text2sign.metrics.errors import MetricUnavailable
 
 DEFAULT_CACHE_DIR = "~/.cache/text2sign"
@@ -69,17 +68,11 @@ def resolve_weights(spec: WeightFile, path: str | Path | None = None,
 
 def _download(url: str, target: Path, sha256: str) -> None:
     """Stream ``url`` atomically to ``target``; ValueError if the sha256 differs from ``sha256``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out, \
-                urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            while chunk := response.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
+    with atomic_file(target, "wb") as out, \
+            urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+        while chunk := response.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
         if not digest.hexdigest().startswith(sha256.lower()):
             raise ValueError(f"sha256 {digest.hexdigest()} of {url} does not match {sha256}")
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
