@@ -8,6 +8,8 @@
 import hydra
 
 from text2sign.config import register_configs
+from text2sign.distributed import is_ddp_worker, run_worker
+from text2sign.train import attempt
 from text2sign.train import main as run_job
 
 register_configs()
@@ -19,4 +21,7 @@ def main(cfg) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if is_ddp_worker():  # started by Lightning for DDP: train the config rank 0 saved
+        run_worker(attempt)
+    else:
+        main()

@@ -20,7 +20,8 @@ def test_records_peak_and_average_per_step(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: resets.append(1))
     logged = []
     module = SimpleNamespace(device=torch.device("cuda", 0), log_dict=logged.append)
-    trainer = SimpleNamespace(global_step=0, current_epoch=0, default_root_dir=str(tmp_path))
+    trainer = SimpleNamespace(global_step=0, current_epoch=0, default_root_dir=str(tmp_path),
+                              is_global_zero=True)
 
     monitor = GPUMemoryMonitor()
     monitor.on_train_start(trainer, module)
@@ -41,7 +42,8 @@ def test_records_peak_and_average_per_step(monkeypatch, tmp_path):
 
 def test_without_cuda_every_figure_is_none(tmp_path):
     module = SimpleNamespace(device=torch.device("cpu"))
-    trainer = SimpleNamespace(global_step=0, current_epoch=0, default_root_dir=str(tmp_path))
+    trainer = SimpleNamespace(global_step=0, current_epoch=0, default_root_dir=str(tmp_path),
+                              is_global_zero=True)
     monitor = GPUMemoryMonitor()
     monitor.on_train_start(trainer, module)
     monitor.on_train_batch_start(trainer, module, None, 0)

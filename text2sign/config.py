@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
 
+import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
@@ -22,6 +23,7 @@ from text2sign.data.clip_dataset import ShortClips
 from text2sign.data.frame_fit import Fit
 from text2sign.data.splits import SplitMode
 from text2sign.models.diffusion import PredictionType
+from text2sign.module import NonFiniteLoss
 
 
 class FVDBackbone(str, Enum):
@@ -48,6 +50,8 @@ class SyntheticDataConfig:
     num_val_signers: int = MISSING
     num_test_signers: int = MISSING
     seed: int = MISSING
+    shuffle_seed: int = MISSING
+    prefetch_factor: int = MISSING
 
 
 @dataclass
@@ -71,6 +75,8 @@ class ClipDataConfig:
     fps: Optional[float] = None
     frames_fps: float = MISSING
     cache_dir: str = MISSING
+    shuffle_seed: int = MISSING
+    prefetch_factor: int = MISSING
 
 
 @dataclass
@@ -147,6 +153,8 @@ class ModelConfig:
     val_timesteps: list[int] = MISSING
     sample_steps: int = MISSING
     guidance_scale: float = MISSING
+    seed: int = MISSING
+    nonfinite_loss: NonFiniteLoss = MISSING
 
 
 @dataclass
@@ -174,6 +182,10 @@ class TrainerConfig:
     accelerator: str = MISSING
     devices: Any = MISSING
     precision: str = MISSING
+    strategy: Any = MISSING  # "auto", or a strategy object (trainer=ddp)
+    num_nodes: int = MISSING
+    use_distributed_sampler: bool = MISSING
+    plugins: Any = None
     max_steps: int = MISSING
     max_epochs: int = MISSING
     accumulate_grad_batches: int = MISSING
@@ -200,11 +212,13 @@ class CheckpointConfig:
     _target_: str = MISSING
     dirpath: str = MISSING
     filename: Optional[str] = None
+    auto_insert_metric_name: bool = True
     monitor: Optional[str] = None
     mode: str = "min"
     save_top_k: int = MISSING
     save_last: Optional[bool] = None
     every_n_train_steps: Optional[int] = None
+    train_time_interval: Any = None  # a datetime.timedelta built by Hydra
     enable_version_counter: bool = MISSING
 
 
@@ -229,6 +243,8 @@ class SamplesConfig:
 class CallbacksConfig:
     ema: EMAConfig = MISSING
     last_checkpoint: CheckpointConfig = MISSING
+    timed_checkpoint: CheckpointConfig = MISSING
+    step_checkpoints: CheckpointConfig = MISSING
     best_checkpoint: CheckpointConfig = MISSING
     gpu_memory: TargetConfig = MISSING
     training_log: TargetConfig = MISSING
@@ -287,6 +303,7 @@ class TrainConfig:
     seed: int = MISSING
     ema: bool = MISSING
     ckpt_path: Optional[str] = None
+    retry_failed: bool = False
     train: bool = MISSING
     tags: list[str] = field(default_factory=list)
     paths: PathsConfig = MISSING
@@ -325,6 +342,11 @@ def _job_dirname(override_dirname: str, job_num: int) -> str:
     return f"job{job_num}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
+def _gpu_count_or(default: int) -> int:
+    """The number of visible GPUs, or `default` on a machine without one."""
+    return torch.cuda.device_count() or default
+
+
 def register_configs() -> None:
     """Register the schema and the resolvers; call before Hydra composes."""
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
@@ -335,3 +357,4 @@ def register_configs() -> None:
         # cached: every use in one process (the sweep dir and each job's dir) gets one value
         OmegaConf.register_new_resolver("unique_id", _unique_id, use_cache=True)
         OmegaConf.register_new_resolver("job_dirname", _job_dirname)
+        OmegaConf.register_new_resolver("gpu_count_or", _gpu_count_or)

@@ -32,7 +32,7 @@ def load_module(ckpt_path: str | Path, weights: str = "auto") -> tuple[TextToSig
     path = Path(ckpt_path)
     if not path.is_file():
         raise FileNotFoundError(f"ckpt_path={path} does not exist")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # plain data only
     config = checkpoint.get("text2sign_config")
     if config is None:
         raise ValueError(f"{path} was not written by text2sign's train.py (no run config inside)")

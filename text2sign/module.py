@@ -6,9 +6,12 @@ and LR-scheduler factories) and knows nothing about Hydra or the run directory.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
+from enum import Enum
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -17,7 +20,20 @@ from torch import nn
 from text2sign.models.diffusion import Diffusion
 from text2sign.models.text_encoder import TextEncoder
 
+log = logging.getLogger(__name__)
+
 UNCONDITIONAL_CAPTION = ""  # the dropped condition, for classifier-free guidance
+
+
+class NonFiniteLoss(str, Enum):
+    """What a NaN or Inf training loss does: stop the run (fail) or skip that step (skip)."""
+
+    fail = "fail"
+    skip = "skip"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A NaN/Inf training loss under nonfinite_loss=fail, raised on every DDP rank at once."""
 
 
 def to_model_range(videos: torch.Tensor) -> torch.Tensor:
@@ -59,6 +75,8 @@ class TextToSignModule(pl.LightningModule):
         val_timesteps: Sequence[int] = (100, 300, 500, 700, 900),
         sample_steps: int = 50,
         guidance_scale: float = 3.0,
+        seed: int = 0,
+        nonfinite_loss: str = "fail",
     ):
         super().__init__()
         if not 0 <= cond_drop_prob < 1:
@@ -71,6 +89,9 @@ class TextToSignModule(pl.LightningModule):
         self.cond_drop_prob = cond_drop_prob
         self.val_timesteps = list(val_timesteps)
         self.sample_steps, self.guidance_scale = sample_steps, guidance_scale
+        self.seed, self.nonfinite_loss = seed, NonFiniteLoss(nonfinite_loss)
+        self.skipped_steps = 0  # steps skipped for a non-finite loss (nonfinite_loss=skip)
+        self.micro_batches = 0  # training batches so far: numbers the random draws
         self._micro_batch_losses: list[torch.Tensor] = []
         self.run_config: dict | None = None  # the resolved run config, kept in checkpoints
 
@@ -83,19 +104,45 @@ class TextToSignModule(pl.LightningModule):
         prediction = self.denoiser(x_t, t, context, mask)
         return F.mse_loss(prediction.float(), target.float())
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         x0 = to_model_range(batch["video"])
-        drop = torch.rand(len(batch["caption"])) < self.cond_drop_prob
+        rng = self._step_generator()
+        n = len(batch["caption"])
+        drop = torch.rand(n, generator=rng, device=self.device).cpu() < self.cond_drop_prob
         captions = [UNCONDITIONAL_CAPTION if d else c for c, d in zip(batch["caption"], drop)]
-        t = self.diffusion.sample_timesteps(len(captions), self.device)
-        loss = self.diffusion_loss(x0, captions, t, torch.randn_like(x0))
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"training loss is {loss.item()} at step {self.global_step}: lower optimizer.lr "
-                "or set trainer.gradient_clip_val"
-            )
+        t = self.diffusion.sample_timesteps(n, self.device, rng)
+        noise = torch.randn(x0.shape, generator=rng, device=self.device, dtype=x0.dtype)
+        loss = self.diffusion_loss(x0, captions, t, noise)
+        if self._on_any_rank(not torch.isfinite(loss)):
+            self._nonfinite(loss)
+            return None  # Lightning then skips the backward pass and the optimizer step
         self._log_step_loss(loss.detach())
         return loss
+
+    def _on_any_rank(self, flag: bool) -> bool:
+        """True on every rank if it is on one: a step skipped on one DDP rank only would hang."""
+        trainer = self._trainer
+        return flag if trainer is None else trainer.strategy.reduce_boolean_decision(flag, all=False)
+
+    def _step_generator(self) -> torch.Generator:
+        """A generator seeded by (seed, rank, micro-batch number): resumable from one counter."""
+        key = [self.seed, self.global_rank, self.micro_batches]
+        self.micro_batches += 1
+        seed = int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0] >> 1)
+        return torch.Generator(self.device).manual_seed(seed)
+
+    def _nonfinite(self, loss: torch.Tensor) -> None:
+        """Stop the run (nonfinite_loss=fail) or count a skipped step (skip)."""
+        if self.nonfinite_loss == NonFiniteLoss.fail:
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at step {self.global_step}: lower optimizer.lr, "
+                "set trainer.gradient_clip_val, or model.nonfinite_loss=skip to skip such steps"
+            )
+        self.skipped_steps += 1
+        self._micro_batch_losses.clear()
+        log.warning("non-finite training loss at step %d: step skipped (%d so far)",
+                    self.global_step, self.skipped_steps)
+        self.log("train/skipped_steps", float(self.skipped_steps), on_step=True, on_epoch=False)
 
     def _log_step_loss(self, loss: torch.Tensor) -> None:
         """Log the mean over the micro-batches of one optimizer step (gradient accumulation)."""
@@ -104,7 +151,8 @@ class TextToSignModule(pl.LightningModule):
         if len(self._micro_batch_losses) == accumulate or self.trainer.is_last_batch:
             step_loss = torch.stack(self._micro_batch_losses).mean()
             self._micro_batch_losses.clear()
-            self.log("train/loss", step_loss, on_step=True, on_epoch=False, prog_bar=True)
+            self.log("train/loss", step_loss, on_step=True, on_epoch=False, prog_bar=True,
+                     sync_dist=True)  # the mean over DDP ranks
 
     def validation_loss(self, batch: dict, seed: int) -> torch.Tensor:
         """Loss at the fixed `val_timesteps` with noise fixed by `seed`, so that it is
@@ -120,7 +168,8 @@ class TextToSignModule(pl.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.validation_loss(batch, seed=batch_idx)
-        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(batch["caption"]))
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(batch["caption"]),
+                 sync_dist=True)
         return loss
 
     def configure_optimizers(self) -> Any:
@@ -184,6 +233,8 @@ class TextToSignModule(pl.LightningModule):
         checkpoint["text_encoder"] = {"name": self.text_encoder.name,
                                       "trainable": self.text_encoder.trainable}
         checkpoint["text2sign_config"] = self.run_config
+        checkpoint["training_counters"] = {"skipped_steps": self.skipped_steps,
+                                           "micro_batches": self.micro_batches}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         saved = checkpoint.get("text_encoder", {})
@@ -192,5 +243,8 @@ class TextToSignModule(pl.LightningModule):
                 f"checkpoint was trained with text_encoder.name={saved.get('name')!r}, "
                 f"this run uses {self.text_encoder.name!r}: set text_encoder.name to match"
             )
+        counters = checkpoint.get("training_counters", {})
+        self.skipped_steps = counters.get("skipped_steps", 0)
+        self.micro_batches = counters.get("micro_batches", 0)
         own = self.state_dict()
         checkpoint["state_dict"].update({k: own[k] for k in self._frozen_text_encoder_keys()})

@@ -41,6 +41,10 @@ ARTIFACTS = {
 }
 
 
+# Overrides that say how to run, not what is compared: never a factor of the analysis.
+NOT_FACTORS = {"retry_failed"}
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -61,7 +65,7 @@ def run_factors(cfg: DictConfig) -> dict[str, Any]:
                         if group.split("/")[0] != "hydra" and choice is not None})
         for override in OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task)):
             key = override.key_or_group
-            if key not in factors and not override.is_delete():
+            if key not in factors and key not in NOT_FACTORS and not override.is_delete():
                 factors[key] = plain(OmegaConf.select(cfg, key))
     factors.update(ema=cfg.ema, seed=cfg.seed)
     return factors
@@ -114,19 +118,21 @@ def one_line(error: BaseException) -> str:
 class RunRecord:
     """The results.json of one run, rewritten atomically at every update."""
 
-    def __init__(self, run_dir: str | Path, cfg: DictConfig):
-        self.run_dir = Path(run_dir)
+    def __init__(self, run_dir: str | Path, cfg: DictConfig, attempt: int = 1, write: bool = True):
+        self.run_dir, self.write = Path(run_dir), write  # write=False: a DDP rank other than 0
         self.results: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "status": "running",
             "error": None,
+            "interrupted": False,
             "factors": run_factors(cfg),
             "train": dict.fromkeys(("steps", "epochs", "final_loss", "best_val_loss", "time_s",
-                                    "peak_memory_gb", "avg_memory_gb", "clips_per_s")),
+                                    "peak_memory_gb", "avg_memory_gb", "clips_per_s",
+                                    "skipped_steps")),
             "model": dict.fromkeys(("num_parameters_millions", "trainable_parameters_millions")),
             "data": dict.fromkeys(("name", "num_train", "num_val", "num_skipped", "num_padded")),
             "eval": {"weights": "ema" if cfg.ema else "raw"},
-            "provenance": provenance(),
+            "provenance": {**provenance(), "attempt": attempt},
             "artifacts": {},
         }
         self.metadata = {
@@ -139,8 +145,10 @@ class RunRecord:
         self.results[section].update(values)
         self._write()
 
-    def finish(self, status: str, error: str | None = None) -> None:
+    def finish(self, status: str, error: str | None = None, interrupted: bool = False) -> None:
+        """`interrupted`: stopped from outside (Ctrl+C, SIGTERM, preemption): resumable."""
         self.results["status"], self.results["error"] = status, error
+        self.results["interrupted"] = interrupted
         self.results["provenance"]["finished_at"] = now_iso()
         evaluation = self.results["eval"]
         unavailable = evaluation.setdefault("unavailable", {})
@@ -154,6 +162,8 @@ class RunRecord:
         self._write()
 
     def _write(self) -> None:
+        if not self.write:
+            return
         self.metadata["model"] = self.results["model"]
         self.metadata["train"] = self.results["train"]
         atomic_write_json(self.run_dir / "metadata.json", self.metadata)

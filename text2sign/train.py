@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,14 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from text2sign.attempts import INTERRUPTIONS, plan_attempt
 from text2sign.callbacks.gpu_memory import GPUMemoryMonitor
 from text2sign.callbacks.training_log import TrainingLog
+from text2sign.checkpointing import remove_partial_writes
+from text2sign.distributed import is_rank_zero, launches_workers, worker_launch
 from text2sign.files import atomic_write_json
 from text2sign.module import TextToSignModule
+from text2sign.parallel import share_cpu, use_own_gpu
 from text2sign.results import RunRecord, one_line, parameter_counts
 
 log = logging.getLogger(__name__)
@@ -29,29 +34,56 @@ log = logging.getLogger(__name__)
 # The frozen text encoder is in eval mode on purpose; the second is internal to Lightning.
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+# The batch sampler resumes mid-epoch from the global step (data/sampler.py), not Lightning;
+# a step skipped for a non-finite loss (model.nonfinite_loss=skip) is logged by the module.
+warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable.*")
+warnings.filterwarnings("ignore", message=r".*`training_step` returned `None`.*")
 
 
 def main(cfg: DictConfig) -> None:
     """The Hydra entry: in a multirun a failed job is recorded and the sweep goes on."""
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    if multirun:
+        use_own_gpu(cfg.trainer.devices)
+        share_cpu(HydraConfig.get().launcher.get("n_jobs") or 1)
     try:
         run(cfg)
     except Exception:
-        if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        if not multirun:
             raise
         log.exception("this job failed (see its results.json); the sweep goes on")
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train and validate one configuration; returns the content of its results.json."""
+    """Train and validate one configuration; returns the content of its results.json.
+
+    A run directory that already holds an attempt is continued, not overwritten: a completed
+    run is skipped, an interrupted one resumes from checkpoints/last.ckpt, and a failed one
+    is skipped unless `retry_failed=true`.
+    """
     run_dir = Path(cfg.paths.output_dir)
-    record = RunRecord(run_dir, cfg)
-    log.info("run directory: %s", run_dir)
+    plan = plan_attempt(run_dir, cfg.retry_failed,
+                        OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    log.info("run directory: %s (%s)", run_dir, plan.reason)
+    if plan.action == "skip":
+        return plan.previous
+    if is_rank_zero():  # other ranks must not delete a file rank 0 is writing
+        remove_partial_writes(run_dir)
+    if plan.action == "resume" and cfg.train:
+        cfg.ckpt_path = str(plan.ckpt_path)
+    return attempt(cfg, plan.attempt)
+
+
+def attempt(cfg: DictConfig, number: int = 1) -> dict[str, Any]:
+    """One attempt at a run (DDP workers run this too, writing nothing)."""
+    run_dir = Path(cfg.paths.output_dir)
+    record = RunRecord(run_dir, cfg, attempt=number, write=is_rank_zero())
     callbacks: dict[str, pl.Callback] = {}
     try:
         _train(cfg, run_dir, record, callbacks)
     except BaseException as err:
         _record_training(record, callbacks)
-        record.finish("failed", one_line(err))
+        record.finish("failed", one_line(err), interrupted=isinstance(err, INTERRUPTIONS))
         raise
     record.finish("completed")
     return record.results
@@ -76,9 +108,10 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord, callbacks: dict) -
     datamodule = instantiate(cfg.data)
     data_report = datamodule.report()
     split_ids = data_report.pop("split_ids", None)  # file-based data: the clip ids per split
-    if split_ids is not None:
-        atomic_write_json(run_dir / "split.json", split_ids)
-    atomic_write_json(run_dir / "data_report.json", data_report)
+    if is_rank_zero():
+        if split_ids is not None:
+            atomic_write_json(run_dir / "split.json", split_ids)
+        atomic_write_json(run_dir / "data_report.json", data_report)
     record.update("data", {
         "name": data_report["name"],
         "num_train": data_report["splits"]["train"]["clips"],
@@ -93,18 +126,28 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord, callbacks: dict) -
     callbacks["evaluation"] = instantiate(cfg.eval)
     loggers = [instantiate(c) for c in cfg.logger.values()]
     trainer = instantiate(cfg.trainer, callbacks=list(callbacks.values()), logger=loggers)
+    launch = worker_launch(cfg, run_dir) if launches_workers(trainer) else nullcontext()
+    with launch:
+        _fit_and_validate(cfg, trainer, module, datamodule, record, callbacks)
+
+
+def _fit_and_validate(cfg: DictConfig, trainer: pl.Trainer, module: TextToSignModule,
+                      datamodule: pl.LightningDataModule, record: RunRecord,
+                      callbacks: dict) -> None:
+    run_dir = Path(cfg.paths.output_dir)
     if cfg.train:
         # samples and evaluation run at the end of fit, with the reported weights
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-        trainer.save_checkpoint(run_dir / "checkpoints" / "final.ckpt")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+        trainer.save_checkpoint(run_dir / "checkpoints" / "final.ckpt", weights_only=False)
         _record_training(record, callbacks, trainer)
         (metrics,) = trainer.validate(module, datamodule=datamodule, verbose=False)
     else:
         # restores the weights and the EMA state, then evaluates as after training
         (metrics,) = trainer.validate(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path,
-                                      verbose=False)
-        callbacks["samples"].write(trainer, module)
-        callbacks["evaluation"].evaluate(trainer, module)
+                                      verbose=False, weights_only=True)
+        if trainer.is_global_zero:
+            callbacks["samples"].write(trainer, module)
+            callbacks["evaluation"].evaluate(trainer, module)
     record.update("eval", {"val_loss": metrics["val/loss"], **callbacks["evaluation"].results})
 
 
@@ -117,4 +160,5 @@ def _record_training(record: RunRecord, callbacks: dict, trainer: pl.Trainer | N
     if best is not None and best.best_model_score is not None:
         record.update("train", {"best_val_loss": float(best.best_model_score)})
     if trainer is not None:
-        record.update("train", {"epochs": trainer.current_epoch})
+        record.update("train", {"epochs": trainer.current_epoch,
+                                "skipped_steps": trainer.lightning_module.skipped_steps})

@@ -54,7 +54,8 @@ class Evaluation(pl.Callback):
         self.results: dict[str, Any] = {}
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.evaluate(trainer, pl_module)
+        if trainer.is_global_zero:  # DDP: rank 0 evaluates, the others wait at the next barrier
+            self.evaluate(trainer, pl_module)
 
     def settings(self) -> dict[str, Any]:
         return {"split": self.split, "num_videos": self.num_videos, "steps": self.steps,

@@ -35,6 +35,8 @@ class GPUMemoryMonitor(StepEndCallback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
+        if not trainer.is_global_zero:
+            return  # rank 0 reports its GPU; under DDP every rank runs the same model
         self._device = pl_module.device if pl_module.device.type == "cuda" else None
         if self._device is not None:
             torch.cuda.reset_peak_memory_stats(self._device)  # jobs of a sweep share a process

@@ -40,7 +40,8 @@ class Samples(pl.Callback):
         self.seed, self.fps = seed, fps
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.write(trainer, pl_module)
+        if trainer.is_global_zero:
+            self.write(trainer, pl_module)
 
     def write(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         with reported_weights(trainer, pl_module):

@@ -37,14 +37,16 @@ class TrainingLog(StepEndCallback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
+        self._start = time.perf_counter()
+        if not trainer.is_global_zero:
+            return
         step = trainer.global_step  # restored by now when the run resumes
         self._csv = CsvLog(Path(trainer.default_root_dir) / self.filename, self.columns,
                            keep=lambda row: int(row["step"]) <= step)
         self.rows = [_parse(row) for row in self._csv.read()]
-        self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.clips_seen += len(batch["caption"])
+        self.clips_seen += len(batch["caption"]) * trainer.world_size  # all ranks' clips
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_step_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -68,6 +70,8 @@ class TrainingLog(StepEndCallback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.elapsed_before, self._start = self.elapsed_s(), None
+        if self._csv is None:
+            return  # not rank 0
         self._csv.close()
         path = Path(trainer.default_root_dir) / self.filename
         atomic_write_json(path.with_suffix(".json"), self.rows)

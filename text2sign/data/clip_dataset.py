@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from functools import cached_property
 from enum import Enum
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from text2sign.data.clips import Clip
+from text2sign.data.sampler import Key, split_key
 
 
 class ShortClips(str, Enum):
@@ -44,17 +45,19 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, key: int | Key) -> dict:
+        i, epoch = split_key(key)
         item = self.clips[i]
         frames = np.load(item.entry, mmap_mode="r")
-        video = frames[self._frame_indices(len(frames))].transpose(3, 0, 1, 2)
+        video = frames[self._frame_indices(len(frames), i, epoch)].transpose(3, 0, 1, 2)
         return {"video": torch.from_numpy(np.ascontiguousarray(video)),
                 "caption": item.clip.caption, "signer": item.clip.signer}
 
-    def _frame_indices(self, length: int) -> np.ndarray | slice:
+    def _frame_indices(self, length: int, i: int, epoch: int) -> np.ndarray | slice:
         if length < self.num_frames:  # the documented padding: repeat the last frame
             return np.minimum(np.arange(self.num_frames), length - 1)
-        if self.train:  # torch's generator: seeded per worker by Lightning
-            start = int(torch.randint(length - self.num_frames + 1, ()))
+        if self.train:  # a random window, the same whenever (clip, epoch) comes again
+            rng = np.random.default_rng([self.seed, epoch, i])
+            start = int(rng.integers(length - self.num_frames + 1))
             return slice(start, start + self.num_frames)
         return np.linspace(0, length - 1, self.num_frames).round().astype(int)

@@ -12,14 +12,20 @@ from typing import Any, Optional
 
 import numpy as np
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from text2sign.data.clip_cache import ClipCache, DecodeSettings
 from text2sign.data.clip_dataset import CachedClip, ClipDataset, ShortClips
 from text2sign.data.clips import Clip, DataError, Skipped
-from text2sign.data.indexers import (index_gif_folder, index_how2sign, index_manifest,
-                                     index_phoenix14t)
 from text2sign.data.frame_fit import Fit
+from text2sign.data.indexers import (
+    index_gif_folder,
+    index_how2sign,
+    index_manifest,
+    index_phoenix14t,
+)
+from text2sign.data.sampler import ResumableBatchSampler
 from text2sign.data.splits import SplitMode, split_clips
 from text2sign.data.synthetic import SPLITS, SyntheticSignDataset
 
@@ -27,30 +33,44 @@ log = logging.getLogger(__name__)
 
 
 class BatchLoaders(pl.LightningDataModule):
-    """Shuffled training batches (the last partial one dropped), ordered evaluation batches."""
+    """Shuffled training batches (the last partial one dropped), ordered evaluation batches.
+
+    Training batches come from a `ResumableBatchSampler`: a run resumed from a checkpoint
+    continues at the next batch of the same epoch, and each DDP rank reads its own share.
+    Every rank evaluates the whole (small) validation set, so val/loss is the same on all.
+    """
 
     datasets: dict[str, Dataset]
     batch_size: int
     num_workers: int
+    shuffle_seed: int
+    prefetch_factor: int
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, **batching: Any) -> DataLoader:
+        workers = self.num_workers
         return DataLoader(
             self.datasets[split],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            **(batching or {"batch_size": self.batch_size}),
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            prefetch_factor=self.prefetch_factor if workers > 0 else None,
+            pin_memory=torch.cuda.is_available(),  # faster, asynchronous copies to the GPU
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        sampler = ResumableBatchSampler(len(self.datasets["train"]), self.batch_size,
+                                        self.shuffle_seed, rank, world)
+        if trainer is not None:  # a resumed run: skip the batches already trained on
+            sampler.consumed = trainer.global_step * trainer.accumulate_grad_batches
+        return self._loader("train", batch_sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")
 
 
 class SyntheticSignDataModule(BatchLoaders):
@@ -73,9 +93,12 @@ class SyntheticSignDataModule(BatchLoaders):
         num_val_signers: int = 2,
         num_test_signers: int = 2,
         seed: int = 0,
+        shuffle_seed: int = 0,
+        prefetch_factor: int = 2,
     ):
         super().__init__()
         self.batch_size, self.num_workers = batch_size, num_workers
+        self.shuffle_seed, self.prefetch_factor = shuffle_seed, prefetch_factor
         sizes = {"train": num_train, "val": num_val, "test": num_test}
         self.datasets: dict[str, Dataset] = {
             split: SyntheticSignDataset(
@@ -129,9 +152,12 @@ class ClipDataModule(BatchLoaders):
         num_train: Optional[int] = None,
         num_val: Optional[int] = None,
         num_test: Optional[int] = None,
+        shuffle_seed: int = 0,
+        prefetch_factor: int = 2,
     ):
         super().__init__()
         self.batch_size, self.num_workers = batch_size, num_workers
+        self.shuffle_seed, self.prefetch_factor = shuffle_seed, prefetch_factor
         # Hydra passes enum members, direct callers strings: the cache key needs the value
         fit, split, short_clips = Fit(fit).value, SplitMode(split), ShortClips(short_clips)
         clips, self.skipped = self.index()

@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from text2sign.data.sampler import Key, split_key
+
 HANDS = ("right", "left")
 HAND_COLOURS: dict[str, tuple[int, int, int]] = {"right": (230, 30, 40), "left": (30, 80, 240)}
 # No palette colour may come closer than this (Euclidean RGB) to a hand colour.
@@ -393,7 +395,8 @@ class SyntheticSignDataset(Dataset):
     def captions(self) -> list[str]:
         return [_caption(self.clip_content(i)[1]) for i in range(self.num_clips)]
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, key: int | Key) -> dict:
+        i, _ = split_key(key)  # a clip is the same in every epoch
         if not -self.num_clips <= i < self.num_clips:
             raise IndexError(f"clip index {i} out of range for {self.num_clips} clips")
         i %= self.num_clips

@@ -49,8 +49,10 @@ class Diffusion:
         )
         self.num_train_timesteps = num_train_timesteps
 
-    def sample_timesteps(self, batch_size: int, device: torch.device) -> torch.Tensor:
-        return torch.randint(0, self.num_train_timesteps, (batch_size,), device=device)
+    def sample_timesteps(self, batch_size: int, device: torch.device,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randint(0, self.num_train_timesteps, (batch_size,), device=device,
+                             generator=generator)
 
     def noisy_input_and_target(
         self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor

@@ -136,7 +136,10 @@ class TextEncoder(nn.Module):
         device = next(self.model.parameters()).device
         batch = self.tokenizer(
             captions,
-            padding=True,
+            # frozen: a fixed length, so a cached caption's features do not depend on the
+            # captions it was first encoded with (padding changes them by ~1e-6), and a
+            # resumed run reproduces an uninterrupted one exactly
+            padding=True if self.trainable else "max_length",
             truncation=True,
             max_length=self.max_length,
             return_tensors="pt",
