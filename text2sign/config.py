@@ -299,6 +299,34 @@ class LoggerConfig:
 
 
 @dataclass
+class PerfConfig:
+    """The fast path (conf/perf/default.yaml); the switches take auto, true or false."""
+
+    compile: Any = MISSING
+    compile_mode: str = MISSING
+    compile_backend: str = MISSING
+    gradient_checkpointing: bool = MISSING
+    channels_last: bool = MISSING
+    tf32: bool = MISSING
+    fused_optimizer: Any = MISSING
+
+
+@dataclass
+class BenchConfig:
+    """`python -m text2sign.bench` settings (conf/bench.yaml); the rest is the train config."""
+
+    out: Optional[str] = None
+    warmup_steps: int = MISSING
+    steps: int = MISSING
+    rounds: int = MISSING
+    sample_steps: int = MISSING
+    sample_guidance_scale: float = MISSING
+    sample_repeats: int = MISSING
+    encoder_repeats: int = MISSING
+    largest_batch_limit: int = MISSING
+
+
+@dataclass
 class TrainConfig:
     seed: int = MISSING
     ema: bool = MISSING
@@ -316,6 +344,7 @@ class TrainConfig:
     callbacks: CallbacksConfig = MISSING
     logger: LoggerConfig = MISSING
     eval: EvalConfig = MISSING
+    perf: PerfConfig = MISSING
 
 
 @dataclass

@@ -19,6 +19,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from text2sign import perf
 from text2sign.attempts import INTERRUPTIONS, plan_attempt
 from text2sign.callbacks.gpu_memory import GPUMemoryMonitor
 from text2sign.callbacks.training_log import TrainingLog
@@ -98,6 +99,7 @@ def build_module(cfg: DictConfig) -> TextToSignModule:
         lr_scheduler=instantiate(cfg.lr_scheduler),
     )
     module.run_config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    perf.apply(module, cfg.get("perf"), cfg.trainer.precision)
     return module
 
 

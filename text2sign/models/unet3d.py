@@ -6,16 +6,19 @@ frames: every residual block is a (2+1)D block (a 3x3 convolution within each fr
 cross-attends to the text tokens, then attends across frames at each pixel.
 
 Tensors are (B, C, T, H, W) throughout; attention runs on (batch, tokens, channels).
+Under bf16 autocast the norms and the timestep/text embedding MLPs still run in fp32 (their
+statistics and the sinusoids lose too much in bf16); everything else runs in bf16.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 def sinusoidal_embedding(positions: torch.Tensor, dim: int) -> torch.Tensor:
@@ -26,8 +29,41 @@ def sinusoidal_embedding(positions: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
+def fp32(device_type: str) -> torch.autocast:
+    """A region where autocast is off, so that the ops inside run in fp32."""
+    return torch.autocast(device_type, enabled=False)
+
+
+class GroupNorm32(nn.GroupNorm):
+    """GroupNorm computed in fp32 and cast back to the input's dtype."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return in_fp32(super().forward, x)
+
+
+class LayerNorm32(nn.LayerNorm):
+    """LayerNorm computed in fp32 and cast back to the input's dtype."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return in_fp32(super().forward, x)
+
+
+def in_fp32(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    if x.dtype == torch.float32 and not torch.is_autocast_enabled(x.device.type):
+        return fn(x)  # already fp32: skip the context and casts (the plain path's speed)
+    with fp32(x.device.type):
+        return fn(x.float()).to(x.dtype)
+
+
 def group_norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(math.gcd(32, channels), channels)
+    return GroupNorm32(math.gcd(32, channels), channels)
+
+
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """channels_last_3d for a tensor laid out that way (perf.channels_last), else contiguous."""
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d):
+        return torch.channels_last_3d
+    return torch.contiguous_format
 
 
 def spatial_conv(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv3d:
@@ -68,7 +104,8 @@ class ResBlock(nn.Module):
 class Attention(nn.Module):
     """Multi-head attention through PyTorch's fused scaled-dot-product kernel.
 
-    `mask` (B, L) marks the context tokens that may be attended to (True = real token).
+    `mask` (B, L) marks the context tokens that may be attended to (True = real token); None
+    (no padding) lets PyTorch pick the flash kernel, which takes no mask.
     """
 
     def __init__(self, dim: int, num_heads: int, context_dim: int | None = None):
@@ -101,21 +138,24 @@ class TransformerBlock(nn.Module):
 
     def __init__(self, dim: int, context_dim: int, num_heads: int, temporal_attention: bool):
         super().__init__()
-        self.norm_spatial = nn.LayerNorm(dim)
+        self.norm_spatial = LayerNorm32(dim)
         self.spatial = Attention(dim, num_heads)
-        self.norm_cross = nn.LayerNorm(dim)
+        self.norm_cross = LayerNorm32(dim)
         self.cross = Attention(dim, num_heads, context_dim)
-        self.norm_temporal = nn.LayerNorm(dim) if temporal_attention else None
+        self.norm_temporal = LayerNorm32(dim) if temporal_attention else None
         self.temporal = Attention(dim, num_heads) if temporal_attention else None
-        self.norm_mlp = nn.LayerNorm(dim)
+        self.norm_mlp = LayerNorm32(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
         b, c, t, h, w = x.shape
         # tokens of one frame: (B*T, H*W, C)
         s = x.permute(0, 2, 3, 4, 1).reshape(b * t, h * w, c)
         s = s + self.spatial(self.norm_spatial(s))
-        ctx, ctx_mask = context.repeat_interleave(t, dim=0), mask.repeat_interleave(t, dim=0)
+        ctx = context.repeat_interleave(t, dim=0)
+        ctx_mask = None if mask is None else mask.repeat_interleave(t, dim=0)
         s = s + self.cross(self.norm_cross(s), ctx, ctx_mask)
         # tokens of one pixel across time: (B*H*W, T, C)
         s = s.view(b, t, h * w, c).transpose(1, 2).reshape(b * h * w, t, c)
@@ -123,7 +163,9 @@ class TransformerBlock(nn.Module):
             frame_pos = sinusoidal_embedding(torch.arange(t, device=x.device), c).to(s.dtype)
             s = s + self.temporal(self.norm_temporal(s) + frame_pos)
         s = s + self.mlp(self.norm_mlp(s))
-        return s.view(b, h, w, t, c).permute(0, 4, 3, 1, 2).contiguous()
+        # back to frame-major order: (B, C, T, H, W) in the input's memory format
+        s = s.view(b, h * w, t, c).transpose(1, 2).reshape(b, t, h, w, c)
+        return s.permute(0, 4, 1, 2, 3).contiguous(memory_format=memory_format_of(x))
 
 
 class Downsample(nn.Module):
@@ -232,6 +274,11 @@ class UNet3D(nn.Module):
         self.head = nn.Sequential(
             group_norm(ch), nn.SiLU(), zero_init(spatial_conv(ch, in_channels))
         )
+        # fast-path settings, set by text2sign.perf (defaults: the plain path)
+        self.gradient_checkpointing = False
+        self.memory_format = torch.contiguous_format
+        self.autocast_dtype: torch.dtype | None = None  # autocast when the caller has none
+        self.context_multiple = 1  # pad the text tokens to a multiple of this (compiled: few shapes)
 
     def forward(
         self,
@@ -240,27 +287,69 @@ class UNet3D(nn.Module):
         context: torch.Tensor,
         mask: torch.Tensor,
     ) -> torch.Tensor:
-        """x (B, C, T, H, W); timesteps (B,); context (B, L, D) text tokens; mask (B, L) bool."""
+        """x (B, C, T, H, W); timesteps (B,); context (B, L, D) text tokens; mask (B, L) bool.
+
+        Checks and data-dependent choices run here, eagerly; the network itself is `denoise`,
+        which text2sign.perf may compile (without a graph break, and without renaming any
+        state_dict key).
+        """
         if x.shape[-1] % self.size_divisor or x.shape[-2] % self.size_divisor:
             raise ValueError(
                 f"frame size {tuple(x.shape[-2:])} must be divisible by {self.size_divisor} "
                 "(2 ** number of downsampling levels): change data.image_size"
             )
-        emb = self.time_mlp(sinusoidal_embedding(timesteps, self.base_channels))
-        emb = emb + self.text_mlp(masked_mean(context, mask))
+        context, mask = pad_tokens(context, mask, self.context_multiple)
+        attn_mask = None if bool(mask.all()) else mask  # no padding: the flash kernel applies
+        x = x.contiguous(memory_format=self.memory_format)
+        if self.autocast_dtype is None or torch.is_autocast_enabled(x.device.type):
+            return self.denoise(x, timesteps, context, mask, attn_mask)
+        with torch.autocast(x.device.type, dtype=self.autocast_dtype):
+            return self.denoise(x, timesteps, context, mask, attn_mask).float()
+
+    def denoise(
+        self,
+        x: torch.Tensor,
+        timesteps: torch.Tensor,
+        context: torch.Tensor,
+        mask: torch.Tensor,
+        attn_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        with fp32(x.device.type):
+            emb = self.time_mlp(sinusoidal_embedding(timesteps, self.base_channels))
+            emb = emb + self.text_mlp(masked_mean(context.float(), mask))
         h = self.stem(x)
         skips = [h]
         for layer in self.down:
-            h = layer(h) if isinstance(layer, Downsample) else layer(h, emb, context, mask)
+            if isinstance(layer, Downsample):
+                h = layer(h)
+            else:
+                h = self._stage(layer, h, emb, context, attn_mask)
             skips.append(h)
         for layer in self.mid:
-            h = layer(h, emb, context, mask)
+            h = self._stage(layer, h, emb, context, attn_mask)
         for layer in self.up:
             if isinstance(layer, Upsample):
                 h = layer(h)
             else:
-                h = layer(torch.cat([h, skips.pop()], dim=1), emb, context, mask)
+                h = self._stage(layer, torch.cat([h, skips.pop()], dim=1), emb, context, attn_mask)
         return self.head(h)
+
+    def _stage(self, stage: Stage, h, emb, context, attn_mask) -> torch.Tensor:
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            # recompute the stage's activations in backward; the non-reentrant variant is the
+            # one torch.compile can trace
+            return checkpoint(stage, h, emb, context, attn_mask, use_reentrant=False)
+        return stage(h, emb, context, attn_mask)
+
+
+def pad_tokens(
+    tokens: torch.Tensor, mask: torch.Tensor, multiple: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad (B, L, D) tokens and their (B, L) mask with masked-out tokens to a multiple of L."""
+    extra = -tokens.shape[1] % multiple
+    if not extra:
+        return tokens, mask
+    return F.pad(tokens, (0, 0, 0, extra)), F.pad(mask, (0, extra), value=False)
 
 
 def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,394 @@
+"""Training and sampling speed of a composed config, against plain PyTorch.
+
+    python -m text2sign.bench [train overrides] [bench.KEY=VALUE ...] bench.out=FILE
+
+On the device present (CUDA if any, else the CPU) it times, after `bench.warmup_steps`:
+the framework's training step (a real pl.Trainer fit with the run's per-step callbacks and
+loggers), a plain PyTorch loop with the same module, batches, precision, optimizer and
+gradient clipping, and a plain eager fp32 loop without the fast path (perf off, TF32 off).
+EMA, checkpoints and validation are off in every loop: they are work, not overhead. Each
+figure is the median of `bench.steps` steps (CUDA synchronised). Also: sampling time per clip
+(guided DDIM), text-encoder time per step (frozen with a warm cache, finetuned forward and
+backward), peak memory and MFU (FLOPs of one step by torch.utils.flop_counter against the
+GPU's peak). A figure that cannot be measured is null, with the reason under `notes`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import platform
+import re
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch.utils.data import DataLoader
+from torch.utils.flop_counter import FlopCounterMode
+
+from text2sign import perf
+from text2sign.config import BenchConfig, register_configs
+from text2sign.files import atomic_write_json
+from text2sign.module import UNCONDITIONAL_CAPTION, TextToSignModule, to_model_range
+from text2sign.train import build_module
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+GB = 1024**3
+
+# Dense peak FLOP/s (no sparsity) by precision; the first name found in the device name wins.
+PEAK_FLOPS = {
+    r"H100.*PCIe": {"bf16": 756e12, "tf32": 378e12, "fp32": 51.2e12},
+    r"H100.*NVL": {"bf16": 835e12, "tf32": 418e12, "fp32": 60e12},
+    r"H100|H200|GH200": {"bf16": 989e12, "tf32": 495e12, "fp32": 67e12},
+    r"A100": {"bf16": 312e12, "tf32": 156e12, "fp32": 19.5e12},
+    r"\bL4\b": {"bf16": 121e12, "tf32": 60e12, "fp32": 30.3e12},
+}
+
+# the fast path switched off, for the eager fp32 baseline
+PLAIN_PERF = {"compile": False, "gradient_checkpointing": False, "channels_last": False,
+              "tf32": False, "fused_optimizer": False}
+
+
+# ------------------------------------------------------------------------------------ config
+def compose_configs(overrides: list[str], output_dir: str) -> tuple[DictConfig, DictConfig]:
+    """(train config, bench config) from command-line overrides; `bench.*` go to the second.
+
+    The compose API writes nothing: no Hydra run directory appears in the working directory.
+    """
+    bench_args = [o.removeprefix("bench.") for o in overrides if o.startswith("bench.")]
+    bench = OmegaConf.merge(OmegaConf.structured(BenchConfig), OmegaConf.load(CONF / "bench.yaml"),
+                            OmegaConf.from_dotlist(bench_args))
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", [o for o in overrides if not o.startswith("bench.")],
+                      return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = output_dir
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg, bench
+
+
+# ------------------------------------------------------------------------------------ timing
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def step_times(stamps: list[float], warmup: int) -> list[float]:
+    """Seconds between consecutive stamps (one per step), warm-up steps left out."""
+    return [b - a for a, b in itertools.pairwise(stamps)][warmup:]
+
+
+def median_ms(times: list[float]) -> float:
+    return 1000 * statistics.median(times)
+
+
+def time_calls(fn: Callable[[], Any], repeats: int, device: torch.device) -> float:
+    """Median milliseconds of `fn()` over `repeats` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+class StepStamps(pl.Callback):
+    """A timestamp when the first batch starts and after every batch (the last callback)."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.stamps = device, []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if not self.stamps:
+            synchronize(self.device)
+            self.stamps.append(time.perf_counter())
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        synchronize(self.device)
+        self.stamps.append(time.perf_counter())
+
+
+# ------------------------------------------------------------------------------------ loops
+def first_batches(cfg: DictConfig, n: int) -> list[dict]:
+    """The first `n` training batches of the configured data, held in memory."""
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    batches = []
+    while len(batches) < n:  # more epochs when one is shorter than n batches
+        epoch = list(itertools.islice(datamodule.train_dataloader(), n - len(batches)))
+        if not epoch:
+            raise ValueError("the training data yields no batch: check data.num_train")
+        batches += epoch
+    return batches
+
+
+def lightning_stamps(cfg: DictConfig, module: TextToSignModule, batches: list[dict],
+                     device: torch.device) -> list[float]:
+    """A real fit over `batches`, with the run's per-step callbacks and loggers."""
+    stamps = StepStamps(device)
+    callbacks = [instantiate(cfg.callbacks.training_log), instantiate(cfg.callbacks.gpu_memory),
+                 stamps]
+    trainer = instantiate(
+        cfg.trainer, max_steps=len(batches), max_epochs=1, limit_val_batches=0,
+        num_sanity_val_steps=0, accumulate_grad_batches=1, enable_checkpointing=False,
+        callbacks=callbacks, logger=[instantiate(c) for c in cfg.logger.values()],
+    )
+    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
+    return stamps.stamps
+
+
+def autocast_context(precision: str, device: torch.device):
+    dtype = perf.AUTOCAST_DTYPES.get(str(precision))
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def train_step(module: TextToSignModule, batch: dict, device: torch.device,
+               precision: str) -> torch.Tensor:
+    """Forward and backward of one batch, as plain PyTorch."""
+    x0 = to_model_range(batch["video"].to(device, non_blocking=True))
+    t = module.diffusion.sample_timesteps(len(x0), device)
+    with autocast_context(precision, device):
+        loss = module.diffusion_loss(x0, list(batch["caption"]), t, torch.randn_like(x0))
+    loss.backward()
+    return loss
+
+
+def plain_stamps(module: TextToSignModule, batches: list[dict], device: torch.device,
+                 precision: str, clip_norm: float | None) -> list[float]:
+    """The plain PyTorch loop: forward, backward, clipping, optimizer and LR-scheduler step."""
+    module.to(device).train()
+    optimizer, scheduler = optimizer_and_scheduler(module)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    synchronize(device)
+    stamps = [time.perf_counter()]
+    for batch in batches:
+        train_step(module, batch, device, precision)
+        if clip_norm:
+            torch.nn.utils.clip_grad_norm_(params, clip_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if scheduler is not None:
+            scheduler.step()
+        synchronize(device)
+        stamps.append(time.perf_counter())
+    return stamps
+
+
+def optimizer_and_scheduler(module: TextToSignModule) -> tuple[torch.optim.Optimizer, Any]:
+    configured = module.configure_optimizers()
+    if isinstance(configured, torch.optim.Optimizer):
+        return configured, None
+    return configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+
+
+def eager_fp32_config(cfg: DictConfig) -> DictConfig:
+    return OmegaConf.merge(cfg, {"perf": PLAIN_PERF, "trainer": {"precision": "32-true"}})
+
+
+def largest_batch(module: TextToSignModule, batch: dict, device: torch.device, precision: str,
+                  limit: int) -> int | None:
+    """The largest batch (the configured one times a power of 2, at most `limit`) whose
+    training step, optimizer step included, fits in GPU memory; None off a GPU."""
+    if device.type != "cuda":
+        return None
+    optimizer, _ = optimizer_and_scheduler(module.to(device).train())
+    best, size = None, len(batch["caption"])
+    while size <= limit:
+        repeats = size // len(batch["caption"])
+        big = {"video": batch["video"].repeat(repeats, 1, 1, 1, 1),
+               "caption": list(batch["caption"]) * repeats}
+        try:
+            train_step(module, big, device, precision)
+            optimizer.step()
+        except torch.cuda.OutOfMemoryError:
+            break
+        finally:
+            optimizer.zero_grad(set_to_none=True)
+        best, size = size, 2 * size
+    del optimizer
+    torch.cuda.empty_cache()
+    return best
+
+
+def warm_caption_cache(module: TextToSignModule, batches: list[dict]) -> None:
+    """Encode every caption once, as after the first epoch: otherwise a frozen encoder's
+    cache would make whichever loop runs first pay for all the encoding."""
+    with torch.no_grad():
+        for batch in batches:
+            module.text_encoder([*batch["caption"], UNCONDITIONAL_CAPTION])
+
+
+def count_flops(module: TextToSignModule, batch: dict, device: torch.device) -> int:
+    """FLOPs of one eager training step (forward and backward), caption cache warm."""
+    module.to(device).train()
+    with FlopCounterMode(display=False) as counter:
+        train_step(module, batch, device, "32-true")
+    module.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+# ------------------------------------------------------------------------------ other parts
+def text_encoder_ms(cfg: DictConfig, batches: list[dict], device: torch.device,
+                    repeats: int) -> dict[str, float]:
+    """Milliseconds per training step of the encoder: frozen once every caption is cached,
+    and finetuned (forward and backward), at the batch size."""
+    precision = cfg.trainer.precision
+    frozen = instantiate(cfg.text_encoder, trainable=False, trainable_layers=None, lr=None)
+    finetuned = instantiate(cfg.text_encoder, trainable=True, trainable_layers=None)
+    frozen.to(device)
+    finetuned.to(device).train()
+    for batch in batches:  # the first epoch fills the cache
+        frozen(list(batch["caption"]))
+    captions = [list(b["caption"]) for b in batches]
+
+    def finetune_step() -> None:
+        with autocast_context(precision, device):
+            features, _ = finetuned(captions[0])
+        features.float().sum().backward()
+        finetuned.zero_grad(set_to_none=True)
+
+    with autocast_context(precision, device):
+        frozen_ms = time_calls(lambda: [frozen(c) for c in captions], repeats, device)
+    return {"frozen": frozen_ms / len(captions),
+            "finetuned": time_calls(finetune_step, repeats, device)}
+
+
+def inference_ms(module: TextToSignModule, prompt: str, bench: DictConfig,
+                 device: torch.device) -> float:
+    """One guided clip: `bench.sample_steps` DDIM steps, conditional and unconditional batched."""
+    module.to(device)
+    return time_calls(
+        lambda: module.sample([prompt], bench.sample_steps, bench.sample_guidance_scale, seed=0),
+        bench.sample_repeats, device,
+    )
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def peak_flops(name: str, precision: str, tf32: bool) -> float | None:
+    kind = "bf16" if "bf16" in str(precision) else "tf32" if tf32 else "fp32"
+    return next((peaks[kind] for pattern, peaks in PEAK_FLOPS.items()
+                 if re.search(pattern, name)), None)
+
+
+# ------------------------------------------------------------------------------------ main
+def run(cfg: DictConfig, bench: DictConfig) -> dict[str, Any]:
+    """Every figure of the benchmark for a composed train config."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    warmup, precision = bench.warmup_steps, str(cfg.trainer.precision)
+    pl.seed_everything(cfg.seed, workers=True)
+    batches = first_batches(cfg, warmup + bench.steps + 1)
+    module = build_module(cfg).to(device)
+    warm_caption_cache(module, batches)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    lightning_times, plain_times = [], []
+    for _ in range(bench.rounds):  # alternated, so that a slow spell hits both loops alike
+        lightning_times += step_times(lightning_stamps(cfg, module, batches, device), warmup)
+        plain_times += step_times(plain_stamps(module, batches, device, precision,
+                                               cfg.trainer.gradient_clip_val), warmup)
+    lightning, plain = median_ms(lightning_times), median_ms(plain_times)
+    peak_memory = torch.cuda.max_memory_allocated(device) / GB if device.type == "cuda" else None
+    inference = inference_ms(module, batches[0]["caption"][0], bench, device)
+    encoder = text_encoder_ms(cfg, batches, device, bench.encoder_repeats)
+    max_batch = largest_batch(module, batches[0], device, precision, bench.largest_batch_limit)
+    del module
+
+    eager_cfg = eager_fp32_config(cfg)
+    eager = build_module(eager_cfg).to(device)
+    warm_caption_cache(eager, batches)
+    flops = count_flops(eager, batches[0], device)
+    eager_ms = median_ms(step_times(plain_stamps(eager, batches, device, "32-true",
+                                                 cfg.trainer.gradient_clip_val), warmup))
+    perf.apply_global_settings(cfg.perf)  # the eager module switched TF32 off
+
+    name = device_name(device)
+    peak = peak_flops(name, precision, cfg.perf.tf32) if device.type == "cuda" else None
+    batch_size = len(batches[0]["caption"])
+    notes = {}
+    if peak_memory is None:
+        notes["peak_memory_gb"] = "no CUDA device: see peak_rss_gb (the process's peak RSS)"
+    if max_batch is None:
+        notes["largest_batch"] = "measured on a GPU only (the CPU has no fixed memory limit)"
+    if peak is None:
+        notes["mfu"] = f"peak FLOP/s of {name!r} at {precision} unknown (bench.PEAK_FLOPS)"
+    return {
+        "device": name,
+        "lightning_step_ms": lightning,
+        "plain_step_ms": plain,
+        "overhead_ratio": lightning / plain,
+        "eager_fp32_step_ms": eager_ms,
+        "speedup_vs_eager_fp32": eager_ms / lightning,
+        "clips_per_s": batch_size / lightning * 1000,
+        "peak_memory_gb": peak_memory,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB,
+        "mfu": None if peak is None else flops / (lightning / 1000) / peak,
+        "flops_per_step": flops,
+        "inference_ms_per_clip": inference,
+        "text_encoder_ms_per_step": encoder,
+        "batch_size": batch_size,
+        "largest_batch": max_batch,
+        "precision": precision,
+        "perf": OmegaConf.to_container(cfg.perf),
+        "settings": OmegaConf.to_container(bench),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "pytorch_lightning": pl.__version__,
+                     "cuda": torch.version.cuda if device.type == "cuda" else None},
+        "notes": notes,
+    }
+
+
+def table(results: dict[str, Any]) -> str:
+    """The figures as an aligned two-column table."""
+    rows = [(k, v) for k, v in results.items() if k not in ("perf", "settings", "notes")]
+    rows += [(f"note: {k}", v) for k, v in results["notes"].items()]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {fmt(v)}" for k, v in rows)
+
+
+def fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={fmt(v)}" for k, v in value.items())
+    return "n/a" if value is None else str(value)
+
+
+def main(argv: Iterable[str] | None = None) -> dict[str, Any]:
+    overrides = list(sys.argv[1:] if argv is None else argv)
+    with tempfile.TemporaryDirectory(prefix="text2sign-bench-") as run_dir:
+        cfg, bench = compose_configs(overrides, run_dir)
+        results = run(cfg, bench)
+    results["overrides"] = overrides
+    print(table(results))
+    if bench.out:
+        atomic_write_json(bench.out, results)
+    return results
+
+
+if __name__ == "__main__":
+    main()
