@@ -136,7 +136,7 @@ class RunRecord:
             "artifacts": {},
         }
         self.metadata = {
-            "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+            "config": plain(cfg),
             "provenance": self.results["provenance"],
         }
         self._write()

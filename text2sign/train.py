@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from text2sign import perf
 from text2sign.attempts import INTERRUPTIONS, plan_attempt
@@ -28,7 +28,7 @@ from text2sign.distributed import is_rank_zero, launches_workers, worker_launch
 from text2sign.files import atomic_write_json
 from text2sign.module import TextToSignModule
 from text2sign.parallel import share_cpu, use_own_gpu
-from text2sign.results import RunRecord, one_line, parameter_counts
+from text2sign.results import RunRecord, one_line, parameter_counts, plain
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     is skipped unless `retry_failed=true`.
     """
     run_dir = Path(cfg.paths.output_dir)
-    plan = plan_attempt(run_dir, cfg.retry_failed,
-                        OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    plan = plan_attempt(run_dir, cfg.retry_failed, plain(cfg))
     log.info("run directory: %s (%s)", run_dir, plan.reason)
     if plan.action == "skip":
         return plan.previous
@@ -98,7 +97,7 @@ def build_module(cfg: DictConfig) -> TextToSignModule:
         optimizer=instantiate(cfg.optimizer),
         lr_scheduler=instantiate(cfg.lr_scheduler),
     )
-    module.run_config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    module.run_config = plain(cfg)
     perf.apply(module, cfg.get("perf"), cfg.trainer.precision)
     return module
 

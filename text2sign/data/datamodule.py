@@ -41,10 +41,12 @@ class BatchLoaders(pl.LightningDataModule):
     """
 
     datasets: dict[str, Dataset]
-    batch_size: int
-    num_workers: int
-    shuffle_seed: int
-    prefetch_factor: int
+
+    def __init__(self, batch_size: int, num_workers: int, shuffle_seed: int,
+                 prefetch_factor: int):
+        super().__init__()
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.shuffle_seed, self.prefetch_factor = shuffle_seed, prefetch_factor
 
     def _loader(self, split: str, **batching: Any) -> DataLoader:
         workers = self.num_workers
@@ -96,9 +98,7 @@ class SyntheticSignDataModule(BatchLoaders):
         shuffle_seed: int = 0,
         prefetch_factor: int = 2,
     ):
-        super().__init__()
-        self.batch_size, self.num_workers = batch_size, num_workers
-        self.shuffle_seed, self.prefetch_factor = shuffle_seed, prefetch_factor
+        super().__init__(batch_size, num_workers, shuffle_seed, prefetch_factor)
         sizes = {"train": num_train, "val": num_val, "test": num_test}
         self.datasets: dict[str, Dataset] = {
             split: SyntheticSignDataset(
@@ -155,9 +155,7 @@ class ClipDataModule(BatchLoaders):
         shuffle_seed: int = 0,
         prefetch_factor: int = 2,
     ):
-        super().__init__()
-        self.batch_size, self.num_workers = batch_size, num_workers
-        self.shuffle_seed, self.prefetch_factor = shuffle_seed, prefetch_factor
+        super().__init__(batch_size, num_workers, shuffle_seed, prefetch_factor)
         # Hydra passes enum members, direct callers strings: the cache key needs the value
         fit, split, short_clips = Fit(fit).value, SplitMode(split), ShortClips(short_clips)
         clips, self.skipped = self.index()
