@@ -91,6 +91,39 @@ def test_sample_returns_uint8_videos_fixed_by_the_seed(text_encoder):
     assert module.training  # sampling restores the mode
 
 
+def test_a_prompts_clip_does_not_depend_on_its_batch(text_encoder):
+    """The starting noise comes from (seed, prompt): alone, second in a batch, or in a batch of
+    another size, "hello" gives the same clip (up to float rounding of batched kernels)."""
+    module = make_module(text_encoder)
+    with torch.no_grad():
+        for p in module.denoiser.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    alone = module.sample(["hello"], steps=3, seed=7)[0].int()
+    second = module.sample(["thank you", "hello"], steps=3, seed=7)[1].int()
+    third = module.sample(["good", "bad", "hello"], steps=3, seed=7)[2].int()
+    assert (alone - second).abs().max() <= 1 and (alone - third).abs().max() <= 1
+    other = module.sample(["thank you"], steps=3, seed=7)[0].int()
+    assert (alone - other).abs().float().mean() > 10  # another prompt: other noise
+
+
+def test_conditioning_none_never_shows_the_text(text_encoder):
+    module = make_module(text_encoder, conditioning="none")
+    with torch.no_grad():
+        for p in module.denoiser.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    seen = []
+    encode = module.text_encoder.forward
+    module.text_encoder.forward = lambda captions: seen.extend(captions) or encode(captions)
+    videos = torch.randint(0, 256, (2, 3, 4, 8, 8), dtype=torch.uint8)
+    t, noise = torch.tensor([500, 500]), torch.randn(2, 3, 4, 8, 8)
+    errors = module.caption_errors(videos, ["hello", "thank you"], t, noise)
+    with_text = module.caption_errors(videos, ["good", "bad"], t, noise)
+    assert torch.equal(errors, with_text)  # the caption cannot change the error
+    module.validation_loss(fixed_batch(), seed=0)
+    module.sample(["hello", "thank you"], steps=2, seed=0)
+    assert seen and set(seen) == {""}
+
+
 def test_checkpoint_leaves_out_frozen_weights_and_restores_them(text_encoder):
     module = make_module(text_encoder)
     checkpoint = {"state_dict": module.state_dict()}

@@ -23,7 +23,7 @@ from text2sign.data.clip_dataset import ShortClips
 from text2sign.data.frame_fit import Fit
 from text2sign.data.splits import SplitMode
 from text2sign.models.diffusion import PredictionType
-from text2sign.module import NonFiniteLoss
+from text2sign.module import Conditioning, NonFiniteLoss
 
 
 class FVDBackbone(str, Enum):
@@ -155,6 +155,7 @@ class ModelConfig:
     guidance_scale: float = MISSING
     seed: int = MISSING
     nonfinite_loss: NonFiniteLoss = MISSING
+    conditioning: Conditioning = MISSING
 
 
 @dataclass
@@ -268,6 +269,17 @@ class LPIPSConfig:
 
 
 @dataclass
+class RetrievalConfig:
+    enabled: bool = MISSING
+    num_clips: int = MISSING
+    num_candidates: int = MISSING
+    timesteps: list[int] = MISSING
+    seed: int = MISSING
+    batch_size: int = MISSING
+    bootstrap: int = MISSING
+
+
+@dataclass
 class EvalConfig:
     _target_: str = MISSING
     enabled: bool = MISSING
@@ -282,6 +294,7 @@ class EvalConfig:
     download: bool = MISSING
     fvd: FVDConfig = MISSING
     lpips: LPIPSConfig = MISSING
+    retrieval: RetrievalConfig = MISSING
 
 
 @dataclass

@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -19,10 +18,19 @@ from torch import nn
 
 from text2sign.models.diffusion import Diffusion
 from text2sign.models.text_encoder import TextEncoder
+from text2sign.seeds import generator
 
 log = logging.getLogger(__name__)
 
 UNCONDITIONAL_CAPTION = ""  # the dropped condition, for classifier-free guidance
+
+
+class Conditioning(str, Enum):
+    """What the denoiser is conditioned on: the caption, or nothing (the empty caption always:
+    the unconditional control of the positive-control experiment)."""
+
+    text = "text"
+    none = "none"
 
 
 class NonFiniteLoss(str, Enum):
@@ -60,6 +68,8 @@ class TextToSignModule(pl.LightningModule):
         cond_drop_prob: probability of training a sample with the unconditional caption.
         val_timesteps: the fixed timesteps of the validation loss.
         sample_steps, guidance_scale: DDIM steps and classifier-free guidance scale of `sample`.
+        conditioning: "text", or "none": the denoiser always receives the empty caption (in
+            training, validation, evaluation and sampling), a model that cannot use the text.
     """
 
     def __init__(
@@ -77,6 +87,7 @@ class TextToSignModule(pl.LightningModule):
         guidance_scale: float = 3.0,
         seed: int = 0,
         nonfinite_loss: str = "fail",
+        conditioning: str = "text",
     ):
         super().__init__()
         if not 0 <= cond_drop_prob < 1:
@@ -90,19 +101,38 @@ class TextToSignModule(pl.LightningModule):
         self.val_timesteps = list(val_timesteps)
         self.sample_steps, self.guidance_scale = sample_steps, guidance_scale
         self.seed, self.nonfinite_loss = seed, NonFiniteLoss(nonfinite_loss)
+        self.conditioning = Conditioning(conditioning)
         self.skipped_steps = 0  # steps skipped for a non-finite loss (nonfinite_loss=skip)
         self.micro_batches = 0  # training batches so far: numbers the random draws
         self._micro_batch_losses: list[torch.Tensor] = []
         self.run_config: dict | None = None  # the resolved run config, kept in checkpoints
 
     # ----------------------------------------------------------------------------- training
+    def denoising_errors(
+        self, x0: torch.Tensor, captions: list[str], t: torch.Tensor, noise: torch.Tensor
+    ) -> torch.Tensor:
+        """Per-clip mean squared error (B,) of the denoiser's prediction at timesteps t."""
+        context, mask = self.text_encoder(self._conditions(captions))
+        x_t, target = self.diffusion.noisy_input_and_target(x0, noise, t)
+        prediction = self.denoiser(x_t, t, context, mask)
+        return (prediction.float() - target.float()).square().flatten(1).mean(1)
+
     def diffusion_loss(
         self, x0: torch.Tensor, captions: list[str], t: torch.Tensor, noise: torch.Tensor
     ) -> torch.Tensor:
-        context, mask = self.text_encoder(captions)
-        x_t, target = self.diffusion.noisy_input_and_target(x0, noise, t)
-        prediction = self.denoiser(x_t, t, context, mask)
-        return F.mse_loss(prediction.float(), target.float())
+        return self.denoising_errors(x0, captions, t, noise).mean()
+
+    def caption_errors(self, videos: torch.Tensor, captions: list[str], t: torch.Tensor,
+                       noise: torch.Tensor) -> torch.Tensor:
+        """`denoising_errors` of uint8 clips: what caption retrieval compares."""
+        return self.denoising_errors(to_model_range(videos.to(self.device)), captions,
+                                     t.to(self.device), noise.to(self.device))
+
+    def _conditions(self, captions: Sequence[str]) -> list[str]:
+        """The captions the denoiser sees: the empty caption for all under conditioning=none."""
+        if self.conditioning == Conditioning.none:
+            return [UNCONDITIONAL_CAPTION] * len(captions)
+        return list(captions)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         x0 = to_model_range(batch["video"])
@@ -126,10 +156,9 @@ class TextToSignModule(pl.LightningModule):
 
     def _step_generator(self) -> torch.Generator:
         """A generator seeded by (seed, rank, micro-batch number): resumable from one counter."""
-        key = [self.seed, self.global_rank, self.micro_batches]
+        key = (self.seed, self.global_rank, self.micro_batches)
         self.micro_batches += 1
-        seed = int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0] >> 1)
-        return torch.Generator(self.device).manual_seed(seed)
+        return generator(*key, device=self.device)
 
     def _nonfinite(self, loss: torch.Tensor) -> None:
         """Stop the run (nonfinite_loss=fail) or count a skipped step (skip)."""
@@ -195,12 +224,19 @@ class TextToSignModule(pl.LightningModule):
         guidance_scale: float | None = None,
         seed: int = 0,
     ) -> torch.Tensor:
-        """Generate one video per prompt: uint8 (B, C, T, H, W). The seed fixes the noise."""
+        """Generate one video per prompt: uint8 (B, C, T, H, W).
+
+        Each clip starts from noise drawn from (seed, prompt), so a prompt's clip does not
+        depend on the other prompts of the call, their order or the batch size."""
         steps = steps or self.sample_steps
         scale = self.guidance_scale if guidance_scale is None else guidance_scale
-        prompts = list(prompts)
-        guided = scale != 1.0
-        captions = prompts + [UNCONDITIONAL_CAPTION] * len(prompts) if guided else prompts
+        # drawn on the CPU so that a seed gives the same videos on every device
+        noise = torch.stack([torch.randn(self.video_shape, generator=generator(seed, prompt))
+                             for prompt in prompts])
+        conditions = self._conditions(prompts)
+        # under conditioning=none both branches would be the empty caption: nothing to guide
+        guided = scale != 1.0 and self.conditioning == Conditioning.text
+        captions = conditions + [UNCONDITIONAL_CAPTION] * len(prompts) if guided else conditions
         context, mask = self.text_encoder(captions)
 
         def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -213,9 +249,7 @@ class TextToSignModule(pl.LightningModule):
         was_training = self.training
         self.eval()
         try:
-            shape = (len(prompts), *self.video_shape)
-            generator = torch.Generator().manual_seed(seed)
-            x = self.diffusion.sample(denoise, shape, steps, generator, self.device)
+            x = self.diffusion.sample(denoise, noise.to(self.device), steps)
         finally:
             self.train(was_training)
         return to_uint8(x)

@@ -22,11 +22,14 @@ import torch
 from text2sign.callbacks.ema import active_ema, reported_weights
 from text2sign.callbacks.gpu_memory import GB
 from text2sign.files import atomic_write_json, atomic_write_text
+from text2sign.metrics import retrieval
+from text2sign.metrics.errors import MetricUnavailable
 from text2sign.metrics.suite import video_metrics
 
 
 class Evaluation(pl.Callback):
-    """Args mirror conf/eval/default.yaml; `fvd` and `lpips` hold the loaders' settings."""
+    """Args mirror conf/eval/default.yaml; `fvd` and `lpips` hold the loaders' settings,
+    `retrieval` the caption retrieval's (`retrieval.caption_retrieval`)."""
 
     def __init__(
         self,
@@ -42,9 +45,13 @@ class Evaluation(pl.Callback):
         download: bool = True,
         fvd: dict | None = None,
         lpips: dict | None = None,
+        retrieval: dict | None = None,
     ):
         if num_videos < 1 or batch_size < 1 or timing_repeats < 1:
             raise ValueError("eval.num_videos, eval.batch_size and eval.timing_repeats must be >= 1")
+        self.retrieval = dict(retrieval or {"enabled": False})
+        if self.retrieval["enabled"]:
+            _check_retrieval(self.retrieval)
         self.enabled, self.split = enabled, split
         self.num_videos, self.batch_size = num_videos, batch_size
         self.steps, self.guidance_scale, self.seed = steps, guidance_scale, seed
@@ -52,6 +59,12 @@ class Evaluation(pl.Callback):
         self.cache_dir, self.download = cache_dir, download
         self.fvd_settings, self.lpips_settings = dict(fvd or {}), dict(lpips or {})
         self.results: dict[str, Any] = {}
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        steps = pl_module.diffusion.num_train_timesteps
+        if self.retrieval["enabled"] and not all(0 <= t < steps for t in self.retrieval["timesteps"]):
+            raise ValueError(f"eval.retrieval.timesteps={self.retrieval['timesteps']} must lie in "
+                             f"[0, {steps}) (model.diffusion.num_train_timesteps)")
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:  # DDP: rank 0 evaluates, the others wait at the next barrier
@@ -67,12 +80,13 @@ class Evaluation(pl.Callback):
         if not self.enabled:
             self.results["unavailable"] = {"evaluation": "disabled by eval.enabled=false"}
             return self.results
-        clips = self._held_out_clips(trainer)
+        clips = self._held_out_clips(trainer, self.num_videos)
         self.results["num_videos"] = len(clips["caption"])
         started = time.perf_counter()
         with reported_weights(trainer, pl_module):
             fake = self._generate(pl_module, clips["caption"])
             cost, cost_unavailable = self._inference_cost(pl_module, clips["caption"][0])
+            text, text_unavailable = self._caption_retrieval(trainer, pl_module)
         metrics, unavailable = video_metrics(
             real=clips["video"], fake=fake, clips=clips, dataset_id=self._dataset_id(trainer),
             fvd_settings=self.fvd_settings, lpips_settings=self.lpips_settings,
@@ -80,14 +94,15 @@ class Evaluation(pl.Callback):
         )
         self.results.update(metrics)
         self.results.update(cost)
+        self.results.update(text)
         self.results["eval_time_s"] = round(time.perf_counter() - started, 3)
-        self.results["unavailable"] = {**unavailable, **cost_unavailable}
+        self.results["unavailable"] = {**unavailable, **cost_unavailable, **text_unavailable}
         self._write(trainer)
         return self.results
 
-    def _held_out_clips(self, trainer: pl.Trainer) -> dict[str, Any]:
+    def _held_out_clips(self, trainer: pl.Trainer, n: int) -> dict[str, Any]:
         dataset = trainer.datamodule.datasets[self.split]
-        n = min(self.num_videos, len(dataset))
+        n = min(n, len(dataset))
         items = [dataset[i] for i in range(n)]
         clips = {"caption": [item["caption"] for item in items]}
         for key in items[0]:
@@ -95,12 +110,30 @@ class Evaluation(pl.Callback):
                 clips[key] = torch.stack([item[key] for item in items])
         return clips
 
+    def _caption_retrieval(self, trainer: pl.Trainer, pl_module) -> tuple[dict, dict]:
+        """Caption retrieval accuracy and text loss gap on the split's first clips."""
+        if not self.retrieval["enabled"]:
+            reason = "disabled by eval.retrieval.enabled=false"
+            return dict.fromkeys(retrieval.NAMES), dict.fromkeys(retrieval.NAMES, reason)
+        settings = {k: v for k, v in self.retrieval.items() if k != "enabled"}
+        clips = self._held_out_clips(trainer, settings.pop("num_clips"))
+        started = time.perf_counter()
+        try:
+            metrics = retrieval.caption_retrieval(
+                pl_module.caption_errors, clips["video"], clips["caption"],
+                trainer.datamodule.datasets[self.split].captions, **settings)
+        except MetricUnavailable as reason:
+            return dict.fromkeys(retrieval.NAMES), dict.fromkeys(retrieval.NAMES, str(reason))
+        metrics["retrieval"].update(split=self.split,
+                                    time_s=round(time.perf_counter() - started, 3))
+        return metrics, {}
+
     def _generate(self, pl_module: pl.LightningModule, captions: list[str]) -> torch.Tensor:
-        """Batched generation; batch b uses seed `seed + b`, so results are fixed per config."""
+        """Batched generation; each clip's noise comes from (seed, caption), not its batch."""
         batches = [captions[i : i + self.batch_size]
                    for i in range(0, len(captions), self.batch_size)]
-        videos = [pl_module.sample(batch, self.steps, self.guidance_scale, self.seed + b)
-                  for b, batch in enumerate(batches)]
+        videos = [pl_module.sample(batch, self.steps, self.guidance_scale, self.seed)
+                  for batch in batches]
         return torch.cat(videos).cpu()
 
     def _inference_cost(self, pl_module, prompt: str) -> tuple[dict, dict]:
@@ -152,3 +185,14 @@ class Evaluation(pl.Callback):
                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
         for logger in trainer.loggers:
             logger.log_metrics(numbers, step=trainer.global_step)
+
+
+def _check_retrieval(settings: dict) -> None:
+    for key in ("num_clips", "batch_size", "bootstrap"):
+        if settings[key] < 1:
+            raise ValueError(f"eval.retrieval.{key}={settings[key]} must be >= 1")
+    if settings["num_candidates"] < 2:
+        raise ValueError(f"eval.retrieval.num_candidates={settings['num_candidates']} must be >= 2 "
+                         "(the true caption and at least one other)")
+    if not settings["timesteps"]:
+        raise ValueError("eval.retrieval.timesteps must name at least one timestep")

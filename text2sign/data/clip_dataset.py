@@ -42,6 +42,10 @@ class ClipDataset(Dataset):
         names = [c.entry.name for c in self.clips] + [str(self.num_frames), str(self.train)]
         return hashlib.sha1("\n".join(names).encode()).hexdigest()[:16]
 
+    @property
+    def captions(self) -> list[str]:
+        return [c.clip.caption for c in self.clips]
+
     def __len__(self) -> int:
         return len(self.clips)
 

@@ -64,25 +64,17 @@ class Diffusion:
         return x_t, self.train_scheduler.get_velocity(x0, noise, t)
 
     @torch.no_grad()
-    def sample(
-        self,
-        denoise: DenoiseFn,
-        shape: tuple[int, ...],
-        steps: int,
-        generator: torch.Generator,
-        device: torch.device,
-    ) -> torch.Tensor:
-        """DDIM sampling (eta = 0) from Gaussian noise; returns x0 in [-1, 1]."""
+    def sample(self, denoise: DenoiseFn, noise: torch.Tensor, steps: int) -> torch.Tensor:
+        """DDIM sampling (eta = 0) from the Gaussian `noise` x_T; returns x0 in [-1, 1]."""
         # The cosine schedule ends near zero signal (alpha_bar ~ 1e-8 at the last step), where
         # an epsilon model's estimate of x0 is divided by ~1e-4: clipping x0 to the data range
         # keeps the first steps from blowing up.
         scheduler = DDIMScheduler.from_config(
             self.train_scheduler.config, timestep_spacing="trailing", clip_sample=True
         )
-        scheduler.set_timesteps(steps, device=device)
-        # noise drawn on the CPU so that a seed gives the same videos on every device
-        x = torch.randn(shape, generator=generator).to(device)
+        scheduler.set_timesteps(steps, device=noise.device)
+        x = noise
         for t in scheduler.timesteps:
-            model_output = denoise(x, t.expand(shape[0]))
+            model_output = denoise(x, t.expand(len(x)))
             x = scheduler.step(model_output, t, x).prev_sample
         return x.clamp(-1, 1)
