@@ -109,3 +109,32 @@ def test_ddim_sampling_with_an_oracle_recovers_the_data():
     sample = diffusion.sample(oracle, noise, steps=10)
     assert torch.allclose(sample, x0, atol=1e-3)
 
+
+
+@pytest.mark.parametrize("gamma", [1.0, 5.0])
+def test_min_snr_weighting_is_the_same_x0_weighting_for_epsilon_and_v(gamma):
+    """min-SNR-gamma weighs the x0 error by min(SNR, gamma), whatever the network predicts: the
+    weighted epsilon error and the weighted v error of one wrong x0 estimate agree."""
+    torch.manual_seed(0)
+    x0, noise = torch.rand(6, 3, 2, 4, 4) * 2 - 1, torch.randn(6, 3, 2, 4, 4)
+    t = torch.tensor([0, 50, 300, 600, 900, 999])
+    x0_hat = x0 + 0.1 * torch.randn_like(x0)
+    weighted = {}
+    for kind in ("epsilon", "v_prediction"):
+        diffusion = Diffusion(prediction_type=kind, snr_gamma=gamma)
+        x_t, target = diffusion.noisy_input_and_target(x0, noise, t)
+        a = diffusion.train_scheduler.alphas_cumprod[t].view(-1, 1, 1, 1, 1)
+        eps_hat = (x_t - a.sqrt() * x0_hat) / (1 - a).sqrt()  # the epsilon that implies x0_hat
+        prediction = eps_hat if kind == "epsilon" else a.sqrt() * eps_hat - (1 - a).sqrt() * x0_hat
+        errors = (prediction - target).square().flatten(1).mean(1)
+        weighted[kind] = diffusion.loss_weights(t) * errors
+    snr = diffusion.train_scheduler.alphas_cumprod[t] / (1 - diffusion.train_scheduler.alphas_cumprod[t])
+    x0_errors = (x0_hat - x0).square().flatten(1).mean(1)
+    assert torch.allclose(weighted["epsilon"], weighted["v_prediction"], rtol=1e-3)
+    assert torch.allclose(weighted["v_prediction"], snr.clamp(max=gamma) * x0_errors, rtol=1e-3)
+
+
+def test_without_snr_gamma_every_timestep_weighs_one():
+    assert torch.equal(Diffusion().loss_weights(torch.tensor([0, 999])), torch.ones(2))
+    with pytest.raises(ValueError, match="snr_gamma"):
+        Diffusion(snr_gamma=0)

@@ -52,6 +52,7 @@ class SyntheticDataConfig:
     seed: int = MISSING
     shuffle_seed: int = MISSING
     prefetch_factor: int = MISSING
+    max_glosses: int = MISSING
 
 
 @dataclass
@@ -140,6 +141,7 @@ class DiffusionConfig:
     num_train_timesteps: int = MISSING
     beta_schedule: str = MISSING
     prediction_type: PredictionType = MISSING
+    snr_gamma: Optional[float] = None
 
 
 @dataclass

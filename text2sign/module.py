@@ -117,10 +117,11 @@ class TextToSignModule(pl.LightningModule):
         prediction = self.denoiser(x_t, t, context, mask)
         return (prediction.float() - target.float()).square().flatten(1).mean(1)
 
-    def diffusion_loss(
-        self, x0: torch.Tensor, captions: list[str], t: torch.Tensor, noise: torch.Tensor
-    ) -> torch.Tensor:
-        return self.denoising_errors(x0, captions, t, noise).mean()
+    def diffusion_loss(self, x0: torch.Tensor, captions: list[str], t: torch.Tensor,
+                       noise: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """The mean denoising error, each clip's weighted by `weights` (B,) when given."""
+        errors = self.denoising_errors(x0, captions, t, noise)
+        return errors.mean() if weights is None else (weights * errors).mean()
 
     def caption_errors(self, videos: torch.Tensor, captions: list[str], t: torch.Tensor,
                        noise: torch.Tensor) -> torch.Tensor:
@@ -142,7 +143,7 @@ class TextToSignModule(pl.LightningModule):
         captions = [UNCONDITIONAL_CAPTION if d else c for c, d in zip(batch["caption"], drop)]
         t = self.diffusion.sample_timesteps(n, self.device, rng)
         noise = torch.randn(x0.shape, generator=rng, device=self.device, dtype=x0.dtype)
-        loss = self.diffusion_loss(x0, captions, t, noise)
+        loss = self.diffusion_loss(x0, captions, t, noise, self.diffusion.loss_weights(t))
         if self._on_any_rank(not torch.isfinite(loss)):
             self._nonfinite(loss)
             return None  # Lightning then skips the backward pass and the optimizer step

@@ -353,7 +353,9 @@ class SyntheticSignDataset(Dataset):
     """Clips of synthetic signers signing 1-3 glosses; rendered on access.
 
     Clip i of a split depends only on (seed, split, i), the signer partition,
-    num_frames and image_size, so a larger ``num_clips`` extends the same list.
+    num_frames, image_size and max_glosses, so a larger ``num_clips`` extends the same list.
+    ``max_glosses`` (1 to 3) bounds the glosses of a caption: 1 makes every caption a single
+    sign that fills the whole clip, the easiest task.
     """
 
     def __init__(
@@ -366,6 +368,7 @@ class SyntheticSignDataset(Dataset):
         num_val_signers: int = 2,
         num_test_signers: int = 2,
         seed: int = 0,
+        max_glosses: int = MAX_GLOSSES,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -373,6 +376,9 @@ class SyntheticSignDataset(Dataset):
         _check_positive("num_frames", num_frames)
         _check_image_size(image_size)
         _check_non_negative("seed", seed)
+        if not 1 <= max_glosses <= MAX_GLOSSES:
+            raise ValueError(f"data.max_glosses={max_glosses} must be between 1 and {MAX_GLOSSES}")
+        self.max_glosses = max_glosses
         self.split = split
         self.num_clips = num_clips
         self.num_frames = num_frames
@@ -388,7 +394,7 @@ class SyntheticSignDataset(Dataset):
         """(signer id, gloss indices) of clip i, without rendering it."""
         rng = np.random.default_rng([self.seed, 1 + SPLITS.index(self.split), i])
         signer = self.signers[rng.integers(len(self.signers))]
-        num_glosses = int(rng.integers(1, MAX_GLOSSES + 1))
+        num_glosses = int(rng.integers(1, self.max_glosses + 1))
         return signer, [int(g) for g in rng.choice(len(GLOSSES), num_glosses, replace=False)]
 
     @cached_property
