@@ -138,9 +138,9 @@ def test_failed_half_written_and_running_runs_are_reported_not_averaged(study, a
     assert study.summaries["fvd"][0].mean == pytest.approx(105.0)
     report = (analysed[0] / "ABLATION_RESULTS_REPORT.txt").read_text()
     assert "failed_run: RuntimeError: CUDA out of memory" in report
-    assert "half_written: half-written results.json" in report
+    assert "half_written/results.json: half-written results.json" in report
     assert "runs/still_running" in report
-    assert "Runs found: 15 (12 completed, 1 failed, 1 running, 1 half-written)" in report
+    assert "Runs found: 15 (12 completed, 1 failed, 1 running, 1 unreadable)" in report
 
 
 def test_hydra_only_runs_group_with_the_others(study):
@@ -299,7 +299,7 @@ def test_no_completed_run_still_gives_a_report(tmp_path, capsys):
     write_run(tmp_path / "broken", "{")
     assert analyze(tmp_path) == 0
     report = (tmp_path / "analysis" / "ABLATION_RESULTS_REPORT.txt").read_text()
-    assert "Runs found: 2 (0 completed, 0 failed, 1 running, 1 half-written)" in report
+    assert "Runs found: 2 (0 completed, 0 failed, 1 running, 1 unreadable)" in report
     assert capsys.readouterr().out.splitlines()[-1].startswith("analysed 2 runs (0 completed)")
 
 

@@ -14,8 +14,9 @@ from typing import Any
 
 from text2sign.analysis import AnalysisError
 from text2sign.analysis.hydra_factors import hydra_factors
+from text2sign.analysis.schema import STATUSES as RECORDED, schema_error
 
-STATUSES = ("completed", "failed", "running", "unreadable")
+STATUSES = (*RECORDED, "unreadable")
 
 
 @dataclass
@@ -76,10 +77,10 @@ def _read(path: Path) -> tuple[dict[str, Any], str, str | None]:
             raise ValueError("not a JSON object")
     except (OSError, UnicodeDecodeError, ValueError) as error:
         return {}, "unreadable", f"half-written results.json ({error})"
-    status = results.get("status")
-    if status not in STATUSES[:3]:
-        return results, "unreadable", f"unknown status {status!r} in results.json"
-    return results, status, results.get("error")
+    error = schema_error(results)
+    if error:
+        return results, "unreadable", error
+    return results, results["status"], results.get("error")
 
 
 def _factors(results: dict[str, Any], run_dir: Path) -> tuple[dict[str, Any], str]:

@@ -69,7 +69,7 @@ def overview(study: Study, results_dirs: list[str]) -> list[str]:
     lines = [f"Results: {', '.join(results_dirs)}",
              f"Runs found: {len(study.runs)} ({counts['completed']} completed, "
              f"{counts['failed']} failed, {counts['running']} running, "
-             f"{counts['unreadable']} half-written)",
+             f"{counts['unreadable']} unreadable)",
              f"Groups: {len(study.groups)}, by every factor but the seed"
              + (f" (varying: {', '.join(study.factors)})" if study.factors else ""),
              "Common settings: " + (" ".join(f"{k}={v}" for k, v in study.common.items())
@@ -138,7 +138,8 @@ def excluded(study: Study) -> list[tuple[str, list[str]]]:
         ("Running or interrupted runs (not averaged)",
          [run.name for run in study.with_status("running")]),
         ("Half-written or unreadable results.json (not averaged)",
-         [f"{run.name}: {run.error}" for run in study.with_status("unreadable")]),
+         [f"{run.path / 'results.json'}: {run.error}"
+          for run in study.with_status("unreadable")]),
         ("Unavailable metrics (no number in any completed run)",
          [f"{m.name}: {m.reason_unavailable(completed)}" for m in study.metrics
           if not study.has_numbers(m)]),
