@@ -37,7 +37,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the group the others are compared with (default: "
                              "text_encoder=frozen ema=true if present, else the first group)")
     parser.add_argument("--metrics", nargs="+", metavar="METRIC",
-                        help="metrics to compare (default: every metric found)")
+                        help="metrics to table and test (default: every metric found)")
+    parser.add_argument("--quality", metavar="METRIC",
+                        help="the primary quality metric of the findings (default: fvd, else "
+                             "eval val_loss, else best_val_loss)")
     return parser.parse_args(argv)
 
 
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runs = collect([Path(d) for d in dirs], skip=out)
         baseline = parse_assignments(args.baseline, "--baseline") if args.baseline else None
-        study = build_study(runs, baseline, args.metrics)
+        study = build_study(runs, baseline, args.metrics, args.quality)
     except AnalysisError as error:
         print(f"analyze.py: error: {error}", file=sys.stderr)
         return 2

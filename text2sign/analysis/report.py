@@ -157,13 +157,15 @@ def notes(study: Study) -> list[str]:
         lines.append(f"More seeds are needed: {len(single)} group(s) have a single seed "
                      f"({'; '.join(single)}), so their confidence intervals and p-values are "
                      f"blank. Train seeds 0, 1, 2, e.g. {MORE_SEEDS}.")
-    tests = sum(not math.isnan(s.p_value) for sums in study.summaries.values() for s in sums)
+    family = study.family
+    tests = sum(not math.isnan(s.p_value) for m in family for s in study.summaries[m.name])
     lines.append(
         "Statistics: mean and sample std (ddof=1) over the seeds of a group; 95% CI "
         "half-width t(0.975, n-1)*std/sqrt(n); Δ = (mean - baseline mean)/|baseline mean|; "
         "p: paired t-test over the seeds both groups have (scipy.stats.ttest_rel), Welch's "
         f"t-test (ttest_ind, equal_var=False) when runs cannot be paired; Holm correction over "
-        f"all {tests} comparisons; significant when the Holm p < {ALPHA}.")
+        f"the {tests} tests of {len(family)} metrics (every p-value in this report); "
+        f"significant when the Holm p < {ALPHA}.")
     return lines
 
 

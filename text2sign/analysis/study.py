@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from text2sign.analysis import AnalysisError
 from text2sign.analysis.collect import Run
 from text2sign.analysis.levels import DEFAULT, Level, level
-from text2sign.analysis.metrics import Metric, discover, quality_metric
+from text2sign.analysis.metrics import Metric, default_quality, discover
 from text2sign.analysis.stats import Summary, delta_pct, holm, summarize, t_test
 
 DEFAULT_BASELINE = {"text_encoder": level("frozen"), "ema": level(True)}
+COSTS = ("train_time_h", "peak_memory_gb")  # in every finding row, tabled or not
 
 
 @dataclass
@@ -32,10 +33,11 @@ class Study:
     groups: list[Group]  # the baseline first, then in sorted order of the factor values
     factors: list[str]  # factors that vary across groups: the table columns
     common: dict[str, str]  # factors with one value in every completed run
-    metrics: list[Metric]
+    metrics: list[Metric]  # the metrics tabled (--metrics)
     summaries: dict[str, list[Summary]]  # metric name -> one Summary per group
     quality: Metric | None  # the primary quality metric
     baseline_note: str  # how the baseline was chosen
+    computed: list[Metric] = field(default_factory=list)  # tabled, quality, time and memory
 
     def label(self, group: Group) -> str:
         return group.label(self.factors)
@@ -47,11 +49,16 @@ class Study:
         return any(summary.n for summary in self.summaries[metric.name])
 
     def metric(self, name: str) -> Metric | None:
-        return next((metric for metric in self.metrics if metric.name == name), None)
+        return next((metric for metric in self.computed if metric.name == name), None)
+
+    @property
+    def family(self) -> list[Metric]:
+        """The metrics whose comparisons the report tests: Holm runs over all of them."""
+        return list(dict.fromkeys([*self.metrics, *([self.quality] if self.quality else [])]))
 
 
 def build_study(runs: list[Run], baseline: dict[str, Level] | None = None,
-                metric_names: list[str] | None = None) -> Study:
+                metric_names: list[str] | None = None, quality: str | None = None) -> Study:
     completed = [run for run in runs if run.status == "completed"]
     names = sorted({name for run in completed for name in run.factors})
     levels = [{name: level(run.factors[name]) if name in run.factors else DEFAULT
@@ -64,11 +71,19 @@ def build_study(runs: list[Run], baseline: dict[str, Level] | None = None,
         groups, note = _baseline_first(groups, baseline, varying, common)
     else:
         note = "none: no completed run"
-    metrics = _select(discover([run.results for run in completed]), metric_names)
-    summaries = _summaries(groups, metrics)
-    with_numbers = {name for name, sums in summaries.items() if any(s.n for s in sums)}
-    return Study(runs, groups, varying, common, metrics, summaries,
-                 quality_metric(metrics, with_numbers), note)
+    found = discover([run.results for run in completed])
+    tabled = _select(found, metric_names, "--metrics")
+    if quality:
+        primary = _select(found, [quality], "--quality")[0]
+    else:
+        with_numbers = [m for m in found if any(m.value(run.results) is not None
+                                                for run in completed)]
+        primary = default_quality(found, {m.name for m in with_numbers})
+    costs = [m for m in found if m.name in COSTS]
+    computed = list(dict.fromkeys([*tabled, *([primary] if primary else []), *costs]))
+    study = Study(runs, groups, varying, common, tabled, {}, primary, note, computed)
+    study.summaries = _summaries(groups, computed, study.family)
+    return study
 
 
 def _group(runs: list[Run], levels: list[dict[str, Level]]) -> list[Group]:
@@ -101,19 +116,21 @@ def _baseline_first(groups: list[Group], wanted: dict[str, Level] | None, factor
     return [baseline, *(g for g in groups if g is not baseline)], note
 
 
-def _select(metrics: list[Metric], names: list[str] | None) -> list[Metric]:
+def _select(metrics: list[Metric], names: list[str] | None, option: str) -> list[Metric]:
     if not names:
         return metrics
     by_name = {metric.name: metric for metric in metrics}
     unknown = [name for name in names if name not in by_name]
     if unknown:
-        raise AnalysisError(f"unknown metric(s) {', '.join(unknown)}; available: "
+        raise AnalysisError(f"{option}: unknown metric(s) {', '.join(unknown)}; available: "
                             + ", ".join(by_name))
     return [by_name[name] for name in dict.fromkeys(names)]
 
 
-def _summaries(groups: list[Group], metrics: list[Metric]) -> dict[str, list[Summary]]:
-    """Per metric and group: mean, std, CI; deltas and tests against groups[0]; Holm overall."""
+def _summaries(groups: list[Group], metrics: list[Metric],
+               family: list[Metric]) -> dict[str, list[Summary]]:
+    """Per metric and group: mean, std, CI; deltas and tests against groups[0]; Holm over
+    every test of the `family` metrics (the others' p-values are not reported)."""
     summaries = {}
     for metric in metrics:
         values = [[(level(run.seed), v) for run in group.runs
@@ -124,7 +141,7 @@ def _summaries(groups: list[Group], metrics: list[Metric]) -> dict[str, list[Sum
             if summary is not sums[0]:
                 summary.p_value, summary.test = t_test(group_values, values[0])
         summaries[metric.name] = sums
-    every = [summary for sums in summaries.values() for summary in sums]
+    every = [summary for metric in family for summary in summaries[metric.name]]
     for summary, p_holm in zip(every, holm([summary.p_value for summary in every])):
         summary.p_holm = p_holm
     return summaries
