@@ -137,3 +137,35 @@ def test_holm_family_is_the_tabled_metrics_and_the_quality_metric(tree):
     smallest = min(tested, key=lambda s: s.p_value)
     assert smallest.p_holm == pytest.approx(min(1.0, 6 * smallest.p_value))
     assert all(math.isnan(s.p_holm) for s in study.summaries["train_time_h"])  # not reported
+
+
+# arguments and the output directory ---------------------------------------------------------
+
+def test_option_lists_do_not_swallow_the_results_directory(tmp_path, monkeypatch, capsys):
+    """Issue 12, item 5: `--metrics val_loss DIR` analysed outputs/ with DIR as a metric."""
+    tree = tmp_path / "mine"
+    for seed in (0, 1):
+        write_run(tree / f"run{seed}", record(100.0 + seed, seed))
+    monkeypatch.chdir(tmp_path)  # no outputs/ here: the old parse fails on it
+    assert analyze("--metrics", "val_loss", "mine") == 0
+    header = (tree / "analysis" / "comparison_table.csv").read_text().splitlines()[0]
+    assert header.startswith("n,val_loss_mean,") and header.count(",fvd") == 0
+    assert analyze("--baseline", "ema=true", str(tree), "--output-dir", "out2") == 0
+    assert "Runs found: 2" in (tmp_path / "out2" / "ABLATION_RESULTS_REPORT.txt").read_text()
+    with pytest.raises(SystemExit, match="2"):
+        analyze("--metrics", "mine")  # names no metric: argparse's usage error
+    assert "--metrics got only directories: mine" in capsys.readouterr().err
+
+
+def test_an_output_dir_inside_the_results_is_skipped_and_said_so(tmp_path, capsys):
+    """Issue 12, item 5: --output-dir pointing into an input run silently dropped that run."""
+    for seed in (0, 1, 2):
+        write_run(tmp_path / f"run{seed}", record(100.0 + seed, seed))
+    assert analyze(tmp_path, "--output-dir", tmp_path / "run2") == 0
+    note = (f"{tmp_path / 'run2'} (the output directory) is inside {tmp_path} and was not "
+            "searched: 1 results.json in it left out")
+    assert f"note: {note}" in capsys.readouterr().out
+    report = (tmp_path / "run2" / "ABLATION_RESULTS_REPORT.txt").read_text()
+    assert f"Not searched: {note}" in report and "Runs found: 2 " in report
+    assert analyze(tmp_path) == 0  # the default analysis/ holds no run: said all the same
+    assert "analysis (the output directory) is inside" in capsys.readouterr().out

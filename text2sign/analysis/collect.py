@@ -35,8 +35,9 @@ class Run:
 
 
 def collect(results_dirs: list[Path], skip: Path) -> list[Run]:
-    """Every run under `results_dirs` (sorted by name), leaving out the `skip` directory."""
-    runs = []
+    """Every run under `results_dirs` (sorted by name, each file once), leaving out the `skip`
+    directory."""
+    runs, seen = [], set()
     for root in results_dirs:
         if not root.is_dir():
             raise AnalysisError(f"results directory {str(root)!r} does not exist "
@@ -45,8 +46,22 @@ def collect(results_dirs: list[Path], skip: Path) -> list[Run]:
         if not found:
             raise AnalysisError(f"no results.json under {str(root)!r}: train first "
                                 "(python train.py -m ...) or point analyze.py at an outputs tree")
-        runs += [read_run(path, str(root / path.parent.relative_to(root))) for path in found]
+        for path in found:
+            if path.resolve() not in seen:  # nested results directories: one file, one run
+                seen.add(path.resolve())
+                runs.append(read_run(path, str(root / path.parent.relative_to(root))))
     return sorted(runs, key=lambda run: run.name)
+
+
+def output_dir_note(results_dirs: list[Path], out: Path) -> str | None:
+    """What the search left out because the output directory lies inside a results tree."""
+    inside = next((root for root in results_dirs if out.resolve() != root.resolve()
+                   and out.resolve().is_relative_to(root.resolve())), None)
+    if inside is None:
+        return None
+    left_out = len(find_results(out, skip=out)) if out.is_dir() else 0
+    return (f"{out} (the output directory) is inside {inside} and was not searched"
+            + (f": {left_out} results.json in it left out" if left_out else ""))
 
 
 def find_results(root: Path, skip: Path) -> list[Path]:

@@ -23,8 +23,10 @@ class Figures:
     samples: list[Path] | str = "no completed run"
 
 
-def text_report(study: Study, results_dirs: list[str], figures: Figures) -> str:
-    lines = ["ABLATION RESULTS REPORT", "=======================", *overview(study, results_dirs)]
+def text_report(study: Study, results_dirs: list[str], figures: Figures,
+                not_searched: str | None = None) -> str:
+    lines = ["ABLATION RESULTS REPORT", "=======================",
+             *overview(study, results_dirs, not_searched)]
     if study.groups:
         lines += ["", "Findings against the baseline"]
         lines += text_table(findings_header(study), findings(study))
@@ -44,8 +46,9 @@ def text_report(study: Study, results_dirs: list[str], figures: Figures) -> str:
 
 
 def markdown_report(study: Study, results_dirs: list[str], figures: Figures,
-                    comparison: str) -> str:
-    lines = ["# Ablation results", "", *(f"- {line}" for line in overview(study, results_dirs))]
+                    comparison: str, not_searched: str | None = None) -> str:
+    lines = ["# Ablation results", "",
+             *(f"- {line}" for line in overview(study, results_dirs, not_searched))]
     if study.groups:
         lines += ["", "## Findings against the baseline", "",
                   *md_table(findings_header(study), findings(study)),
@@ -64,9 +67,10 @@ def markdown_report(study: Study, results_dirs: list[str], figures: Figures,
     return "\n".join(lines) + "\n"
 
 
-def overview(study: Study, results_dirs: list[str]) -> list[str]:
+def overview(study: Study, results_dirs: list[str], not_searched: str | None) -> list[str]:
     counts = {status: len(study.with_status(status)) for status in STATUSES}
     lines = [f"Results: {', '.join(results_dirs)}",
+             *([f"Not searched: {not_searched}"] if not_searched else []),
              f"Runs found: {len(study.runs)} ({counts['completed']} completed, "
              f"{counts['failed']} failed, {counts['running']} running, "
              f"{counts['unreadable']} unreadable)",
