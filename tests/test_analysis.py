@@ -118,15 +118,15 @@ def test_holm_runs_over_every_comparison_of_the_study(study):
 
 def test_paired_test_over_common_seeds_else_welch():
     a, b = [1.0, 2.0, 3.5, 9.0], [1.5, 2.1, 4.0, 7.0]
-    p, name = t_test(list(zip([0, 1, 2, 3], a)), list(zip([0, 1, 2, 5], b)))
-    assert p == pytest.approx(stats.ttest_rel(a[:3], b[:3]).pvalue)
-    assert name == "paired t-test over 3 seeds"
-    p, name = t_test(list(zip([10, 11, 12, 13], a)), list(zip([0, 1, 2, 3], b)))
-    assert p == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
-    assert name == "Welch's t-test"
-    p, name = t_test(list(zip([0, 0, 1, 2], a)), list(zip([0, 1, 2, 3], b)))  # repeated seed
-    assert name == "Welch's t-test"
-    assert math.isnan(t_test([(0, 1.0)], [(0, 2.0)])[0])
+    test = t_test(list(zip([0, 1, 2, 3], a)), list(zip([0, 1, 2, 5], b)))
+    assert test.p == pytest.approx(stats.ttest_rel(a[:3], b[:3]).pvalue)
+    assert test.name == "paired t-test over 3 seeds" and test.seeds == "3 seeds"
+    test = t_test(list(zip([10, 11, 12, 13], a)), list(zip([0, 1, 2, 3], b)))
+    assert test.p == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    assert test.name == "Welch's t-test" and test.seeds == "4 and 4 seeds"
+    test = t_test(list(zip([0, 0, 1, 2], a)), list(zip([0, 1, 2, 3], b)))  # repeated seed
+    assert test.name == "Welch's t-test"
+    assert math.isnan(t_test([(0, 1.0)], [(0, 2.0)]).p)
 
 
 def test_failed_half_written_and_running_runs_are_reported_not_averaged(study, analysed):

@@ -5,17 +5,21 @@ argument) and the false-positive rate and power of its tests on simulated data."
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+from scipy import stats
 
-from analysis_fixtures import factors, results, write_run
+from analysis_fixtures import FVD, factors, results, write_run
 from text2sign.analysis.collect import collect
 from text2sign.analysis.report import metric_rows
 from text2sign.analysis.schema import schema_error
+from text2sign.analysis.stats import ALPHA, mde, t_test, welch_mde
 from text2sign.analysis.study import build_study
 
-from test_analysis import analyze, tree  # noqa: F401 (a fixture)
+from test_analysis import analyze, analysed, key, read_table, tree  # noqa: F401 (fixtures)
 
 
 def record(fvd: float = 100.0, seed: int = 0, **factor_values) -> dict:
@@ -169,3 +173,66 @@ def test_an_output_dir_inside_the_results_is_skipped_and_said_so(tmp_path, capsy
     assert f"Not searched: {note}" in report and "Runs found: 2 " in report
     assert analyze(tmp_path) == 0  # the default analysis/ holds no run: said all the same
     assert "analysis (the output directory) is inside" in capsys.readouterr().out
+
+
+# power: the minimum detectable difference, and the tests' error rates on simulated data ---
+
+def called_significant(rng, n: int, effect: float, paired: bool, repeats: int) -> float:
+    """The fraction of `repeats` simulated comparisons of two arms of n seeds (sd 1, means 0
+    and `effect`) that t_test calls significant at ALPHA (one comparison: Holm p = p)."""
+    seeds = list(range(n))
+    calls = 0
+    for _ in range(repeats):
+        base, arm = rng.normal(0, 1, n), rng.normal(effect, 1, n)
+        if paired:  # a shared per-seed component, as when the seed fixes data order and init
+            shared = rng.normal(0, 2, n)
+            base, arm = base + shared, arm + shared
+        other = seeds if paired else [s + n for s in seeds]
+        calls += t_test(list(zip(other, arm)), list(zip(seeds, base))).p < ALPHA
+    return calls / repeats
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_null_data_is_called_significant_about_5_percent_of_the_time(paired):
+    rate = called_significant(np.random.default_rng(0), 5, 0.0, paired, 1000)
+    assert 0.03 <= rate <= 0.07, rate  # 5% ± 3 binomial standard errors
+
+
+def test_a_planted_effect_of_one_mde_is_found_80_percent_of_the_time():
+    n = 5  # paired: the differences have sd sqrt(2), se sqrt(2/n), n-1 dof
+    effect = mde(math.sqrt(2 / n), n - 1)
+    rate = called_significant(np.random.default_rng(1), n, effect, True, 1000)
+    assert 0.76 <= rate <= 0.84, rate
+    # Welch with equal spreads and sizes: about the pooled test's power at 2n-2 dof
+    effect = mde(math.sqrt(2 / n), 2 * n - 2)
+    rate = called_significant(np.random.default_rng(2), n, effect, False, 1000)
+    assert 0.72 <= rate <= 0.84, rate
+
+
+def test_mde_is_the_difference_seen_with_80_percent_power():
+    assert mde(1.0, 10 ** 6) == pytest.approx(stats.norm.ppf(0.975) + stats.norm.ppf(0.8),
+                                              abs=1e-3)  # large samples: z-test, 2.80 se
+    assert mde(2.0, 4) == pytest.approx(2 * mde(1.0, 4))  # in units of the standard error
+    assert mde(1.0, 2) > mde(1.0, 4) > mde(1.0, 9)  # fewer seeds: only larger effects
+    assert math.isnan(mde(0.0, 4))
+    x, y = np.array([1.0, 2.0, 3.5]), np.array([1.5, 2.1, 4.0, 7.0])
+    vx, vy = x.var(ddof=1) / 3, y.var(ddof=1) / 4
+    dof = (vx + vy) ** 2 / (vx ** 2 / 2 + vy ** 2 / 3)
+    assert welch_mde(x, y) == pytest.approx(mde(math.sqrt(vx + vy), dof))
+    assert dof == pytest.approx(stats.ttest_ind(x, y, equal_var=False).df)
+
+
+def test_mde_is_tabled_and_read_into_not_significant(analysed):
+    out = analysed[0]
+    base = np.array(FVD["frozen", True])
+    row = read_table(out / "comparison_table.csv")[key("frozen", False)]
+    diff = np.array(FVD["frozen", False]) - base
+    assert float(row["fvd_mde"]) == pytest.approx(mde(np.std(diff, ddof=1) / math.sqrt(3), 2))
+    assert read_table(out / "comparison_table.csv")[key("frozen", True)]["fvd_mde"] == ""
+    markdown = (out / "comparison_table.md").read_text()
+    assert "| fvd ↓ | fvd MDE |" in markdown
+    report = (out / "ABLATION_RESULTS_REPORT.txt").read_text()
+    assert "MDE (80% power)" in report
+    assert re.search(r"not significant \(Holm p=[0-9.e-]+, paired t-test over 3 seeds\): an "
+                     r"effect smaller than [0-9.]+ \([0-9.]+%\) could not be seen with 3 seeds "
+                     r"\(80% power\)", report)

@@ -9,7 +9,7 @@ from pathlib import Path
 from text2sign.analysis.collect import STATUSES
 from text2sign.analysis.formatting import change, mean_ci, md_table, num, text_table, verdict
 from text2sign.analysis.metrics import Metric
-from text2sign.analysis.stats import ALPHA, significant
+from text2sign.analysis.stats import ALPHA, POWER, delta_pct, significant
 from text2sign.analysis.study import Study
 
 MORE_SEEDS = "python train.py -m experiment=ablation_seeds"
@@ -118,17 +118,23 @@ def key_finding(study: Study, i: int) -> str:
         why = ("one seed: more seeds needed for a test" if min(summary.n, base.n) < 2
                else "no test possible (no variation between seeds)")
         return f"{effect}; {why}"
-    word = "significant" if sig else "not significant"
-    return f"{effect}, {word} (Holm p={summary.p_holm:.3g}, {summary.test})"
+    found = f"(Holm p={summary.p_holm:.3g}, {summary.test})"
+    if sig:
+        return f"{effect}, significant {found}"
+    share = delta_pct(base.mean + summary.mde, base.mean)
+    size = num(summary.mde, 3) + (f" ({share:.1f}%)" if math.isfinite(share) else "")
+    return (f"{effect}, not significant {found}: an effect smaller than {size} could not be "
+            f"seen with {summary.seeds} (80% power)")
 
 
 def metric_rows(study: Study, metric: Metric) -> tuple[list[str], list[list[str]]]:
-    header = ["group", "n", "mean ± 95% CI", "std", "Δ vs baseline", "p", "p (Holm)", "test"]
+    header = ["group", "n", "mean ± 95% CI", "std", "Δ vs baseline", "p", "p (Holm)",
+              "MDE (80% power)", "test"]
     rows = []
     for group, s in zip(study.groups, study.summaries[metric.name]):
         delta = "baseline" if group is study.groups[0] else change(metric, s)
         rows.append([study.label(group), str(s.n), mean_ci(s), num(s.std, 3), delta,
-                     num(s.p_value, 3), num(s.p_holm, 3), s.test])
+                     num(s.p_value, 3), num(s.p_holm, 3), num(s.mde, 3), s.test])
     return header, rows
 
 
@@ -169,7 +175,9 @@ def notes(study: Study) -> list[str]:
         "p: paired t-test over the seeds both groups have (scipy.stats.ttest_rel), Welch's "
         f"t-test (ttest_ind, equal_var=False) when runs cannot be paired; Holm correction over "
         f"the {tests} tests of {len(family)} metrics (every p-value in this report); "
-        f"significant when the Holm p < {ALPHA}.")
+        f"significant when the Holm p < {ALPHA}. MDE: the smallest true difference from the "
+        f"baseline that the same test finds with {POWER:.0%} power at alpha {ALPHA} (before "
+        "Holm), for the seeds and spread observed.")
     return lines
 
 

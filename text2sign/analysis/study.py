@@ -139,7 +139,9 @@ def _summaries(groups: list[Group], metrics: list[Metric],
         for summary, group_values in zip(sums, values):
             summary.delta_pct = delta_pct(summary.mean, sums[0].mean)
             if summary is not sums[0]:
-                summary.p_value, summary.test = t_test(group_values, values[0])
+                test = t_test(group_values, values[0])
+                summary.p_value, summary.test, summary.mde, summary.seeds = (
+                    test.p, test.name, test.mde, test.seeds)
         summaries[metric.name] = sums
     every = [summary for metric in family for summary in summaries[metric.name]]
     for summary, p_holm in zip(every, holm([summary.p_value for summary in every])):
