@@ -4,22 +4,33 @@ argument) and the false-positive rate and power of its tests on simulated data."
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from analysis_fixtures import FVD, factors, results, write_run
-from text2sign.analysis.collect import collect
-from text2sign.analysis.report import metric_rows
+from analysis_fixtures import FVD, GROUPS, TIME_S, config, factors, results, write_run
+from text2sign.analysis import cli
+from text2sign.analysis.collect import Run, collect
+from text2sign.analysis.configs import run_config
+from text2sign.analysis.report import findings, metric_rows
 from text2sign.analysis.schema import schema_error
-from text2sign.analysis.stats import ALPHA, mde, t_test, welch_mde
+from text2sign.analysis.stats import ALPHA, mde, significant, t_test, welch_mde
 from text2sign.analysis.study import build_study
 
 from test_analysis import analyze, analysed, key, read_table, tree  # noqa: F401 (fixtures)
+
+
+@pytest.fixture(autouse=True)
+def no_plots(monkeypatch):
+    """These tests read tables and reports; test_analysis.py checks the plots."""
+    monkeypatch.setattr(cli, "PLOTS", {})
+    monkeypatch.setattr(cli, "sample_sheets", lambda study, out: "not drawn in these tests")
 
 
 def record(fvd: float = 100.0, seed: int = 0, **factor_values) -> dict:
@@ -213,7 +224,8 @@ def test_mde_is_the_difference_seen_with_80_percent_power():
     assert mde(1.0, 10 ** 6) == pytest.approx(stats.norm.ppf(0.975) + stats.norm.ppf(0.8),
                                               abs=1e-3)  # large samples: z-test, 2.80 se
     assert mde(2.0, 4) == pytest.approx(2 * mde(1.0, 4))  # in units of the standard error
-    assert mde(1.0, 2) > mde(1.0, 4) > mde(1.0, 9)  # fewer seeds: only larger effects
+    dofs = (1, 1.5, 2, 3, 4, 5, 8, 14, 30, 100, 1e4)  # Welch's dof is fractional
+    assert np.all(np.diff([mde(1.0, dof) for dof in dofs]) < 0)  # fewer seeds: larger effects
     assert math.isnan(mde(0.0, 4))
     x, y = np.array([1.0, 2.0, 3.5]), np.array([1.5, 2.1, 4.0, 7.0])
     vx, vy = x.var(ddof=1) / 3, y.var(ddof=1) / 4
@@ -236,3 +248,180 @@ def test_mde_is_tabled_and_read_into_not_significant(analysed):
     assert re.search(r"not significant \(Holm p=[0-9.e-]+, paired t-test over 3 seeds\): an "
                      r"effect smaller than [0-9.]+ \([0-9.]+%\) could not be seen with 3 seeds "
                      r"\(80% power\)", report)
+
+
+# run identity: duplicates, conflicts, groups from the configuration that ran ----------------
+
+def write_sweep(sweep: Path, seeds: tuple[int, ...], commit: str = "c0ffee", started: str =
+                "2026-01-01T00:00:00+00:00", **extra) -> Path:
+    """The 2x2 grid over `seeds` as train.py writes it; `extra` recorded factors, like the
+    `experiment` of `python train.py -m experiment=ablation_seeds`."""
+    for encoder, ema in GROUPS:
+        for seed in seeds:
+            run_dir = sweep / f"ema={ema},seed={seed},text_encoder={encoder}"
+            data = results({**factors(encoder, ema, seed), **extra}, FVD[encoder, ema][seed],
+                           TIME_S[encoder, ema], seed)
+            data["provenance"] = {"git_commit": commit, "git_dirty": False,
+                                  "started_at": started}
+            write_run(run_dir, data, resolved=config(encoder, ema, seed, run_dir))
+    return sweep
+
+
+def report_of(out: Path) -> str:
+    return (out / "ABLATION_RESULTS_REPORT.txt").read_text()
+
+
+def test_copies_of_a_sweep_are_counted_once(tmp_path):
+    """Issue 12, item 1: two copies of one sweep gave n=4, seeds 0, 0, 1, 1 and turned a
+    paired test over 2 seeds into a 'significant' Welch test."""
+    write_sweep(tmp_path / "one" / "sweep", (0, 1))
+    assert analyze(tmp_path / "one") == 0
+    shutil.copytree(tmp_path / "one" / "sweep", tmp_path / "two" / "sweep")
+    shutil.copytree(tmp_path / "one" / "sweep", tmp_path / "two" / "sweep_copy")
+    assert analyze(tmp_path / "two") == 0
+    single = report_of(tmp_path / "one" / "analysis")
+    both = report_of(tmp_path / "two" / "analysis")
+    assert "ema=true text_encoder=frozen     | 2 | 0, 1" in both
+    assert "paired t-test over 2 seeds" in both
+    assert both.count("Welch's t-test") == 1  # in the notes on the method only
+    finding = next(line for line in single.splitlines() if line.startswith("text_encoder="))
+    assert finding in both  # the same numbers as one copy
+    assert ("Counted once: 8 run(s) found more than once, 8 copies left out; listed below"
+            in both)
+    assert (f"{tmp_path / 'two' / 'sweep' / 'ema=True,seed=0,text_encoder=frozen'} used (the "
+            f"first started); not used: {tmp_path / 'two' / 'sweep_copy'}"
+            "/ema=True,seed=0,text_encoder=frozen") in both
+
+
+def test_the_readme_workflow_gives_three_seeds_per_group(tmp_path):
+    """The 4-job sweep, then experiment=ablation_seeds: seed 0 was counted twice."""
+    write_sweep(tmp_path / "multirun" / "a", (0,))
+    write_sweep(tmp_path / "multirun" / "b", (0, 1, 2), started="2026-01-02T00:00:00+00:00",
+                experiment="ablation_seeds")
+    assert analyze(tmp_path) == 0
+    report = report_of(tmp_path / "analysis")
+    groups = report[report.index("Groups (every"):].splitlines()[3:7]
+    assert [row.split("|")[1:] for row in groups] == [[" 3 ", " 0, 1, 2"]] * 4
+    assert "(factors: ema, text_encoder)" in report
+    assert ("experiment: differs between runs that ran the same configuration" in report)
+    assert "multirun/a/ema=True,seed=0,text_encoder=frozen used (the first started)" in report
+
+
+def test_a_default_valued_override_is_not_an_ablation(tmp_path):
+    """Issue 12, item 2: `data.image_size=8` where the preset already set 8 formed a group of
+    its own, reported as an ablation of bit-identical runs."""
+    for seed in (0, 1):
+        plain_dir, override_dir = tmp_path / f"plain{seed}", tmp_path / f"override{seed}"
+        write_run(plain_dir, record(100.0 + seed, seed),
+                  resolved=config("frozen", True, seed, plain_dir))
+        write_run(override_dir, results({**factors("frozen", True, seed),
+                                         "data.image_size": 16}, 100.0 + seed, 60.0, seed),
+                  resolved=config("frozen", True, seed, override_dir))
+    study = build_study(collect([tmp_path], skip=tmp_path / "analysis"))
+    assert len(study.groups) == 1 and study.factors == []
+    assert [run.name for run in study.groups[0].runs] == [str(tmp_path / "plain0"),
+                                                          str(tmp_path / "plain1")]
+    assert [[run.name for run in copies.others] for copies in study.copies] == [
+        [str(tmp_path / "override0")], [str(tmp_path / "override1")]]  # the same runs
+    assert findings(study) == []
+
+
+def test_factors_come_from_the_configuration_with_the_shortest_names(tmp_path):
+    """A preset, an override and a key no setting names, each changing several keys."""
+    cases = [({}, {}), ({"scale": "tiny"}, {"data.image_size": 8, "model.image_size": 8,
+                                            "trainer.max_steps": 4}),
+             ({"data.image_size": 32}, {"data.image_size": 32, "model.image_size": 32})]
+    for k, (named, changes) in enumerate(cases):
+        for seed in (0, 1):
+            run_dir = tmp_path / f"case{k}_{seed}"
+            write_run(run_dir, results({**factors("frozen", True, seed), **named}, 100.0 + k,
+                                       60.0, seed),
+                      resolved=config("frozen", True, seed, run_dir, **changes))
+    older = tmp_path / "older_code"  # its code had no optimizer.lr: absent, not a default
+    resolved = config("frozen", True, 0, older)
+    del resolved["optimizer"]["lr"]
+    write_run(older, record(100.0, 0), resolved=resolved)
+    study = build_study(collect([tmp_path], skip=tmp_path / "analysis"))
+    assert study.factors == ["data.image_size", "optimizer.lr", "scale"]
+    assert [study.label(g) for g in study.groups] == [  # all are frozen, ema: sorted order
+        "data.image_size=8 optimizer.lr=0.001 scale=tiny",
+        "data.image_size=16 optimizer.lr=absent scale=small",
+        "data.image_size=16 optimizer.lr=0.001 scale=small",
+        "data.image_size=32 optimizer.lr=0.001 scale=small"]
+    assert [len(g.runs) for g in study.groups] == [2, 1, 2, 2]
+
+
+def test_seed_copies_and_run_local_keys_do_not_split_groups(tmp_path):
+    """model.seed and data.shuffle_seed follow the seed; paths, caches, a resumed run's own
+    checkpoint and retry_failed say where and how a run ran, not what it computed."""
+    for seed in (0, 1):
+        run_dir = tmp_path / f"run{seed}"
+        write_run(run_dir, record(100.0 + seed, seed), resolved=config(
+            "frozen", True, seed, run_dir, ckpt_path=f"{run_dir}/checkpoints/last.ckpt",
+            retry_failed=bool(seed), **{"eval.cache_dir": f"/cache{seed}"}))
+    study = build_study(collect([tmp_path], skip=tmp_path / "analysis"))
+    assert len(study.groups) == 1 and study.groups[0].seeds == ["0", "1"]
+    other = tmp_path / "from_another_run"  # continued from another run's checkpoint
+    write_run(other, record(100.0, 0), resolved=config("frozen", True, 0, other,
+                                                       ckpt_path=f"{tmp_path}/x/last.ckpt"))
+    study = build_study(collect([tmp_path], skip=tmp_path / "analysis"))
+    assert study.factors == ["ckpt_path"] and len(study.groups) == 2
+
+
+def test_conflicting_runs_are_shown_and_the_flag_picks_one(tmp_path, capsys):
+    """The same configuration and seed, re-trained after a code change: never merged."""
+    write_sweep(tmp_path / "old", (0, 1), commit="1111111aaa")
+    new = write_sweep(tmp_path / "new", (0,), commit="2222222bbb",
+                      started="2026-02-01T00:00:00+00:00")
+    moved = new / "ema=True,seed=0,text_encoder=frozen"
+    data = json.loads((moved / "results.json").read_text())
+    data["eval"]["fvd"] = 50.0
+    (moved / "results.json").write_text(json.dumps(data))
+    assert analyze(tmp_path) == 2
+    err = capsys.readouterr().err
+    assert ("4 run(s) were made twice, with the same configuration and seed but different "
+            "code") in err
+    assert f"{moved} (commit 2222222bbb, started 2026-02-01T00:00:00+00:00)" in err
+    assert "--on-conflict newest" in err
+    for policy, fvd in (("newest", 50.0), ("oldest", 100.0)):
+        assert analyze(tmp_path, "--on-conflict", policy) == 0
+        table = read_table(tmp_path / "analysis" / "comparison_table.csv")
+        assert float(table[key("frozen", True)]["fvd_mean"]) == pytest.approx((fvd + 110) / 2)
+    report = report_of(tmp_path / "analysis")
+    assert "Conflicts: the same configuration and seed, different code" in report
+    assert (f"{tmp_path / 'old' / 'ema=True,seed=0,text_encoder=frozen'} (commit 1111111aaa, "
+            "started 2026-01-01T00:00:00+00:00) used (--on-conflict oldest); not used: "
+            f"{moved} (commit 2222222bbb") in report
+
+
+def test_runs_without_metadata_are_grouped_by_their_factors_and_said_so(tmp_path):
+    for seed in (0, 1):
+        write_run(tmp_path / f"old{seed}", record(100.0 + seed, seed))
+        write_run(tmp_path / f"new{seed}", record(90.0 + seed, seed, text_encoder="finetuned"),
+                  resolved=config("finetuned", True, seed, tmp_path / f"new{seed}"))
+    assert analyze(tmp_path) == 0
+    report = report_of(tmp_path / "analysis")
+    assert "Groups: 2, by the recorded factors: some run has no metadata.json" in report
+    section = report[report.index("Runs without metadata.json"):]
+    assert f"{tmp_path / 'old0'}" in section and f"{tmp_path / 'new0'}" not in section
+
+
+def test_null_studies_with_copied_runs_call_about_5_percent_significant():
+    """Whole studies on simulated null data, every run found twice: the copies must not
+    shrink the p-values (counted twice, seeds 0, 0, 1, 1 ... made Welch's test reject ~20%)."""
+    rng = np.random.default_rng(3)
+    calls, repeats = 0, 400
+    for _ in range(repeats):
+        runs = []
+        for encoder in ("frozen", "finetuned"):
+            for seed in range(4):
+                data = record(float(rng.normal(100, 5)), seed, text_encoder=encoder)
+                data["provenance"] = {"started_at": "2026-01-01T00:00:00"}
+                path = Path(f"/sim/{encoder}{seed}")
+                runs += [Run(path, f"{path}{copy}", "completed", None, data["factors"], data,
+                             config=run_config(config(encoder, True, seed, path)))
+                         for copy in "ab"]
+        study = build_study(runs, metric_names=["fvd"])
+        assert [g.seeds for g in study.groups] == [["0", "1", "2", "3"]] * 2
+        calls += significant(study.summaries["fvd"][1]) is True
+    assert 0.02 <= calls / repeats <= 0.08, calls / repeats  # 5% ± 3 standard errors

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from text2sign.analysis import AnalysisError
 from text2sign.analysis.collect import collect, output_dir_note
+from text2sign.analysis.identity import ON_CONFLICT
 from text2sign.analysis.levels import parse_assignments
 from text2sign.analysis.plots import PLOTS
 from text2sign.analysis.report import Figures, markdown_report, text_report
@@ -41,6 +42,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quality", metavar="METRIC",
                         help="the primary quality metric of the findings (default: fvd, else "
                              "eval val_loss, else best_val_loss)")
+    parser.add_argument("--on-conflict", choices=ON_CONFLICT, default="error",
+                        help="which run to use when runs with the same configuration and seed "
+                             "were made by different code (default: error, listing them)")
     args = parser.parse_args(argv)
     for option in ("metrics", "baseline"):  # argparse gives them every word that follows
         words = getattr(args, option) or []
@@ -66,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = collect([Path(d) for d in dirs], skip=out)
         skipped = output_dir_note([Path(d) for d in dirs], out)
         baseline = parse_assignments(args.baseline, "--baseline") if args.baseline else None
-        study = build_study(runs, baseline, args.metrics, args.quality)
+        study = build_study(runs, baseline, args.metrics, args.quality, args.on_conflict)
     except AnalysisError as error:
         print(f"analyze.py: error: {error}", file=sys.stderr)
         return 2

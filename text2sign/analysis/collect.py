@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from text2sign.analysis import AnalysisError
+from text2sign.analysis.configs import read_config
 from text2sign.analysis.hydra_factors import hydra_factors
 from text2sign.analysis.schema import STATUSES as RECORDED, schema_error
 
@@ -28,10 +29,11 @@ class Run:
     factors: dict[str, Any] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
     factors_from: str = "results.json"  # or ".hydra", or "nowhere"
+    config: dict[str, Any] | None = None  # configs.read_config: None without metadata.json
 
     @property
     def seed(self) -> Any:
-        return self.factors.get("seed")
+        return self.factors.get("seed", (self.config or {}).get("seed"))
 
 
 def collect(results_dirs: list[Path], skip: Path) -> list[Run]:
@@ -81,7 +83,8 @@ def find_results(root: Path, skip: Path) -> list[Path]:
 def read_run(path: Path, name: str) -> Run:
     results, status, error = _read(path)
     factors, source = _factors(results, path.parent)
-    return Run(path.parent, name, status, error, factors, results, source)
+    config = read_config(path.parent) if status == "completed" else None
+    return Run(path.parent, name, status, error, factors, results, source, config)
 
 
 def _read(path: Path) -> tuple[dict[str, Any], str, str | None]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from text2sign.analysis.collect import STATUSES
 from text2sign.analysis.formatting import change, mean_ci, md_table, num, text_table, verdict
+from text2sign.analysis.identity import version_text
 from text2sign.analysis.metrics import Metric
 from text2sign.analysis.stats import ALPHA, POWER, delta_pct, significant
 from text2sign.analysis.study import Study
@@ -74,8 +75,11 @@ def overview(study: Study, results_dirs: list[str], not_searched: str | None) ->
              f"Runs found: {len(study.runs)} ({counts['completed']} completed, "
              f"{counts['failed']} failed, {counts['running']} running, "
              f"{counts['unreadable']} unreadable)",
-             f"Groups: {len(study.groups)}, by every factor but the seed"
-             + (f" (varying: {', '.join(study.factors)})" if study.factors else ""),
+             *_counted_once(study),
+             f"Groups: {len(study.groups)}, by "
+             + ("the configuration that ran (metadata.json), every key but the seed"
+                if study.by_config else "the recorded factors: some run has no metadata.json")
+             + (f" (factors: {', '.join(study.factors)})" if study.factors else ""),
              "Common settings: " + (" ".join(f"{k}={v}" for k, v in study.common.items())
                                     or "none")]
     if study.groups:
@@ -83,6 +87,16 @@ def overview(study: Study, results_dirs: list[str], not_searched: str | None) ->
     if study.quality:
         lines.append(f"Quality metric: {_title(study.quality)}")
     return lines
+
+
+def _counted_once(study: Study) -> list[str]:
+    if not study.copies:
+        return []
+    left_out = sum(len(copies.others) for copies in study.copies)
+    conflicts = sum(copies.conflict for copies in study.copies)
+    return [f"Counted once: {len(study.copies)} run(s) found more than once, {left_out} "
+            f"copies left out" + (f" ({conflicts} conflict(s) of code versions)"
+                                  if conflicts else "") + "; listed below"]
 
 
 def findings_header(study: Study) -> list[str]:
@@ -157,6 +171,17 @@ def excluded(study: Study) -> list[tuple[str, list[str]]]:
          [run.name for run in study.with_status("completed") if run.factors_from == ".hydra"]),
         ("Runs without factors in results.json or .hydra/ (grouped together)",
          [run.name for run in study.with_status("completed") if run.factors_from == "nowhere"]),
+        ("Duplicates: the same configuration, seed and code (counted once)",
+         [f"{c.used.name} used ({c.rule}); not used: {', '.join(r.name for r in c.others)}"
+          for c in study.copies if not c.conflict]),
+        ("Conflicts: the same configuration and seed, different code",
+         [f"{c.used.name} ({version_text(c.used)}) used ({c.rule}); not used: "
+          + "; ".join(f"{r.name} ({version_text(r)})" for r in c.others)
+          for c in study.copies if c.conflict]),
+        ("Named settings that are not factors",
+         [f"{name}: {why}" for name, why in study.not_factors.items()]),
+        ("Runs without metadata.json (so every run is grouped by its recorded factors)",
+         [run.name for run in study.with_status("completed") if run.config is None]),
     ]
 
 

@@ -108,9 +108,9 @@ def _noncentrality(dof: float) -> float:
     """δ/se at which |T| > t(1 - ALPHA/2, dof) has probability POWER, T ~ noncentral t."""
     critical = special.stdtrit(dof, 1 - ALPHA / 2)
 
-    def shortfall(nc: float) -> float:  # the far tail underflows to NaN: it is 0
-        far = np.nan_to_num(special.nctdtr(dof, nc, -critical))
-        return 1 - special.nctdtr(dof, nc, critical) + far - POWER
+    def shortfall(nc: float) -> float:  # nctdtr gives NaN where the CDF underflows: 0
+        below = np.nan_to_num(special.nctdtr(dof, nc, [-critical, critical]))
+        return below[0] + 1 - below[1] - POWER
 
     return optimize.brentq(shortfall, 0.0, 100.0)  # dof = 1 needs about 16
 

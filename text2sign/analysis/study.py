@@ -1,4 +1,5 @@
-"""Completed runs grouped by every factor but the seed, with statistics against a baseline."""
+"""Completed runs, each counted once, grouped by the configuration that ran, with statistics
+against a baseline."""
 
 from __future__ import annotations
 
@@ -6,25 +7,14 @@ from dataclasses import dataclass, field
 
 from text2sign.analysis import AnalysisError
 from text2sign.analysis.collect import Run
-from text2sign.analysis.levels import DEFAULT, Level, level
+from text2sign.analysis.grouping import Group, group_runs
+from text2sign.analysis.identity import Copies, deduplicate, describe
+from text2sign.analysis.levels import Level, level
 from text2sign.analysis.metrics import Metric, default_quality, discover
 from text2sign.analysis.stats import Summary, delta_pct, holm, summarize, t_test
 
 DEFAULT_BASELINE = {"text_encoder": level("frozen"), "ema": level(True)}
 COSTS = ("train_time_h", "peak_memory_gb")  # in every finding row, tabled or not
-
-
-@dataclass
-class Group:
-    levels: dict[str, Level]  # every factor but the seed
-    runs: list[Run] = field(default_factory=list)  # ordered by seed
-
-    def label(self, factors: list[str]) -> str:
-        return " ".join(f"{name}={self.levels[name][2]}" for name in factors) or "all runs"
-
-    @property
-    def seeds(self) -> list[str]:
-        return [level(run.seed)[2] for run in self.runs]
 
 
 @dataclass
@@ -38,6 +28,9 @@ class Study:
     quality: Metric | None  # the primary quality metric
     baseline_note: str  # how the baseline was chosen
     computed: list[Metric] = field(default_factory=list)  # tabled, quality, time and memory
+    copies: list[Copies] = field(default_factory=list)  # runs found more than once
+    not_factors: dict[str, str] = field(default_factory=dict)  # named settings, why not
+    by_config: bool = True  # grouped by metadata.json's configuration, else by the factors
 
     def label(self, group: Group) -> str:
         return group.label(self.factors)
@@ -58,48 +51,37 @@ class Study:
 
 
 def build_study(runs: list[Run], baseline: dict[str, Level] | None = None,
-                metric_names: list[str] | None = None, quality: str | None = None) -> Study:
+                metric_names: list[str] | None = None, quality: str | None = None,
+                on_conflict: str = "error") -> Study:
     completed = [run for run in runs if run.status == "completed"]
-    names = sorted({name for run in completed for name in run.factors})
-    levels = [{name: level(run.factors[name]) if name in run.factors else DEFAULT
-               for name in names} for run in completed]
-    groups = _group(completed, levels)
-    varying = [name for name in names if name != "seed" and len({lv[name] for lv in levels}) > 1]
-    common = {name: next(iter(values))[2] for name in names
-              if len(values := {lv[name] for lv in levels}) == 1}
+    by_config = all(run.config is not None for run in completed)
+    used, copies = deduplicate(completed, describe(completed, by_config), on_conflict)
+    grouping = group_runs(used, describe(used, by_config))
+    groups = grouping.groups
     if groups:
-        groups, note = _baseline_first(groups, baseline, varying, common)
+        groups, note = _baseline_first(groups, baseline, grouping.factors, grouping.common)
     else:
         note = "none: no completed run"
-    found = discover([run.results for run in completed])
+    found = discover([run.results for run in used])
     tabled = _select(found, metric_names, "--metrics")
     if quality:
         primary = _select(found, [quality], "--quality")[0]
     else:
         with_numbers = [m for m in found if any(m.value(run.results) is not None
-                                                for run in completed)]
+                                                for run in used)]
         primary = default_quality(found, {m.name for m in with_numbers})
     costs = [m for m in found if m.name in COSTS]
     computed = list(dict.fromkeys([*tabled, *([primary] if primary else []), *costs]))
-    study = Study(runs, groups, varying, common, tabled, {}, primary, note, computed)
+    study = Study(runs, groups, grouping.factors, grouping.common, tabled, {}, primary, note,
+                  computed, copies, grouping.not_factors, by_config)
     study.summaries = _summaries(groups, computed, study.family)
     return study
-
-
-def _group(runs: list[Run], levels: list[dict[str, Level]]) -> list[Group]:
-    groups: dict[tuple, Group] = {}
-    for run, run_levels in zip(runs, levels):
-        key = tuple((name, lv) for name, lv in run_levels.items() if name != "seed")
-        groups.setdefault(key, Group(dict(key))).runs.append(run)
-    for group in groups.values():
-        group.runs.sort(key=lambda run: (level(run.seed), run.name))
-    return [groups[key] for key in sorted(groups)]
 
 
 def _baseline_first(groups: list[Group], wanted: dict[str, Level] | None, factors: list[str],
                     common: dict[str, str]) -> tuple[list[Group], str]:
     spec = wanted or DEFAULT_BASELINE
-    matches = [g for g in groups if all(g.levels.get(k) == v for k, v in spec.items())]
+    matches = [g for g in groups if all(g.settings.get(k) == v for k, v in spec.items())]
     text = " ".join(f"{k}={v[2]}" for k, v in spec.items())
     if wanted and not matches:
         shared = " ".join(f"{k}={v}" for k, v in common.items() if k != "seed")
