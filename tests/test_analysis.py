@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from analysis_fixtures import (FVD, GROUPS, PROMPTS, SEEDS, TIME_S, factors, results,
+from analysis_fixtures import (FVD, GROUPS, PROMPTS, SEEDS, TIME_S, config, factors, results,
                                sweep_tree, write_hydra, write_run)
 from text2sign.analysis.collect import collect
 from text2sign.analysis.curves import group_band
@@ -329,10 +329,12 @@ def test_200_runs_benchmark(tmp_path):
         for encoder, ema in GROUPS:
             for seed in range(10):
                 fvd = FVD[encoder, ema][seed % 3] + lr + seed / 10
-                data = results({**factors(encoder, ema, seed), "optimizer.lr": 10.0 ** -(lr + 3)},
+                rate = 10.0 ** -(lr + 3)
+                data = results({**factors(encoder, ema, seed), "optimizer.lr": rate},
                                fvd, TIME_S[encoder, ema], seed)
-                write_run(sweep / f"lr{lr}_{encoder}_{ema}_{seed}", data,
-                          prompts=PROMPTS if seed == 0 else ())
+                run_dir = sweep / f"lr{lr}_{encoder}_{ema}_{seed}"
+                write_run(run_dir, data, prompts=PROMPTS if seed == 0 else (),
+                          resolved=config(encoder, ema, seed, run_dir, **{"optimizer.lr": rate}))
     start = time.perf_counter()  # a fresh interpreter: imports count
     done = subprocess.run([sys.executable, str(ROOT / "analyze.py"), str(tmp_path / "outputs")],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)

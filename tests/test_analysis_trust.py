@@ -177,13 +177,14 @@ def test_an_output_dir_inside_the_results_is_skipped_and_said_so(tmp_path, capsy
     for seed in (0, 1, 2):
         write_run(tmp_path / f"run{seed}", record(100.0 + seed, seed))
     assert analyze(tmp_path, "--output-dir", tmp_path / "run2") == 0
-    note = (f"{tmp_path / 'run2'} (the output directory) is inside {tmp_path} and was not "
-            "searched: 1 results.json in it left out")
-    assert f"note: {note}" in capsys.readouterr().out
+    note = (f"{tmp_path / 'run2'}, the output directory (inside {tmp_path}): 1 results.json "
+            "in it left out")
+    assert f"not searched: {note}" in capsys.readouterr().out
     report = (tmp_path / "run2" / "ABLATION_RESULTS_REPORT.txt").read_text()
     assert f"Not searched: {note}" in report and "Runs found: 2 " in report
     assert analyze(tmp_path) == 0  # the default analysis/ holds no run: said all the same
-    assert "analysis (the output directory) is inside" in capsys.readouterr().out
+    assert (f"not searched: {tmp_path / 'analysis'}, the output directory (inside {tmp_path})\n"
+            in capsys.readouterr().out)
 
 
 # power: the minimum detectable difference, and the tests' error rates on simulated data ---

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out.mkdir(parents=True, exist_ok=True)
     if skipped:
-        print(f"note: {skipped}")
+        print(f"not searched: {skipped}")
     write_outputs(study, dirs, out, [*TABLES] if args.output_format == "all"
                   else [args.output_format], skipped)
     print(f"analysed {len(runs)} runs ({len(study.with_status('completed'))} completed) in "

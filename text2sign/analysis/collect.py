@@ -62,7 +62,7 @@ def output_dir_note(results_dirs: list[Path], out: Path) -> str | None:
     if inside is None:
         return None
     left_out = len(find_results(out, skip=out)) if out.is_dir() else 0
-    return (f"{out} (the output directory) is inside {inside} and was not searched"
+    return (f"{out}, the output directory (inside {inside})"
             + (f": {left_out} results.json in it left out" if left_out else ""))
 
 

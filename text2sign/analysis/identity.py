@@ -93,8 +93,9 @@ def deduplicate(runs: list[Run], descriptions: list[Description],
         raise AnalysisError(
             f"{len(conflicts)} run(s) were made twice, with the same configuration and seed "
             "but different code, and cannot be merged:\n"
-            + "\n".join("  " + "\n    ".join(f"{run.name} ({version_text(run)})"
-                                           for run in [c.used, *c.others]) for c in conflicts)
+            + "\n".join(f"{k:3d}. " + "\n     ".join(f"{run.name} ({version_text(run)})"
+                                                   for run in [c.used, *c.others])
+                        for k, c in enumerate(conflicts, 1))
             + "\nchoose with --on-conflict newest or --on-conflict oldest, or move the runs you"
               " do not want out of the results directories")
     dropped = {id(run) for c in copies for run in c.others}

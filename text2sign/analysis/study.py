@@ -14,7 +14,6 @@ from text2sign.analysis.metrics import Metric, default_quality, discover
 from text2sign.analysis.stats import Summary, delta_pct, holm, summarize, t_test
 
 DEFAULT_BASELINE = {"text_encoder": level("frozen"), "ema": level(True)}
-COSTS = ("train_time_h", "peak_memory_gb")  # in every finding row, tabled or not
 
 
 @dataclass
@@ -22,12 +21,12 @@ class Study:
     runs: list[Run]  # every run found, whatever its status
     groups: list[Group]  # the baseline first, then in sorted order of the factor values
     factors: list[str]  # factors that vary across groups: the table columns
-    common: dict[str, str]  # factors with one value in every completed run
+    common: dict[str, str]  # named settings with one value in every run used
     metrics: list[Metric]  # the metrics tabled (--metrics)
     summaries: dict[str, list[Summary]]  # metric name -> one Summary per group
     quality: Metric | None  # the primary quality metric
     baseline_note: str  # how the baseline was chosen
-    computed: list[Metric] = field(default_factory=list)  # tabled, quality, time and memory
+    found: list[Metric] = field(default_factory=list)  # every metric, each with summaries
     copies: list[Copies] = field(default_factory=list)  # runs found more than once
     not_factors: dict[str, str] = field(default_factory=dict)  # named settings, why not
     by_config: bool = True  # grouped by metadata.json's configuration, else by the factors
@@ -42,11 +41,11 @@ class Study:
         return any(summary.n for summary in self.summaries[metric.name])
 
     def metric(self, name: str) -> Metric | None:
-        return next((metric for metric in self.computed if metric.name == name), None)
+        return next((metric for metric in self.found if metric.name == name), None)
 
     @property
     def family(self) -> list[Metric]:
-        """The metrics whose comparisons the report tests: Holm runs over all of them."""
+        """The metrics whose tests the report shows: Holm runs over all their comparisons."""
         return list(dict.fromkeys([*self.metrics, *([self.quality] if self.quality else [])]))
 
 
@@ -64,17 +63,17 @@ def build_study(runs: list[Run], baseline: dict[str, Level] | None = None,
         note = "none: no completed run"
     found = discover([run.results for run in used])
     tabled = _select(found, metric_names, "--metrics")
+    summaries = _summaries(groups, found)
     if quality:
         primary = _select(found, [quality], "--quality")[0]
     else:
-        with_numbers = [m for m in found if any(m.value(run.results) is not None
-                                                for run in used)]
-        primary = default_quality(found, {m.name for m in with_numbers})
-    costs = [m for m in found if m.name in COSTS]
-    computed = list(dict.fromkeys([*tabled, *([primary] if primary else []), *costs]))
-    study = Study(runs, groups, grouping.factors, grouping.common, tabled, {}, primary, note,
-                  computed, copies, grouping.not_factors, by_config)
-    study.summaries = _summaries(groups, computed, study.family)
+        primary = default_quality(found, {name for name, sums in summaries.items()
+                                          if any(s.n for s in sums)})
+    study = Study(runs, groups, grouping.factors, grouping.common, tabled, summaries, primary,
+                  note, found, copies, grouping.not_factors, by_config)
+    every = [summary for metric in study.family for summary in summaries[metric.name]]
+    for summary, p_holm in zip(every, holm([summary.p_value for summary in every])):
+        summary.p_holm = p_holm
     return study
 
 
@@ -109,10 +108,8 @@ def _select(metrics: list[Metric], names: list[str] | None, option: str) -> list
     return [by_name[name] for name in dict.fromkeys(names)]
 
 
-def _summaries(groups: list[Group], metrics: list[Metric],
-               family: list[Metric]) -> dict[str, list[Summary]]:
-    """Per metric and group: mean, std, CI; deltas and tests against groups[0]; Holm over
-    every test of the `family` metrics (the others' p-values are not reported)."""
+def _summaries(groups: list[Group], metrics: list[Metric]) -> dict[str, list[Summary]]:
+    """Per metric and group: mean, std, CI; deltas and tests against groups[0]."""
     summaries = {}
     for metric in metrics:
         values = [[(level(run.seed), v) for run in group.runs
@@ -125,8 +122,4 @@ def _summaries(groups: list[Group], metrics: list[Metric],
                 summary.p_value, summary.test, summary.mde, summary.seeds = (
                     test.p, test.name, test.mde, test.seeds)
         summaries[metric.name] = sums
-    every = [summary for metric in family for summary in summaries[metric.name]]
-    for summary, p_holm in zip(every, holm([summary.p_value for summary in every])):
-        summary.p_holm = p_holm
     return summaries
-
