@@ -18,6 +18,7 @@ from analysis_fixtures import FVD, GROUPS, TIME_S, config, factors, results, wri
 from text2sign.analysis import cli
 from text2sign.analysis.collect import Run, collect
 from text2sign.analysis.configs import run_config
+from text2sign.analysis.levels import parse_assignments
 from text2sign.analysis.report import findings, metric_rows
 from text2sign.analysis.schema import schema_error
 from text2sign.analysis.stats import ALPHA, mde, significant, t_test, welch_mde
@@ -350,6 +351,9 @@ def test_factors_come_from_the_configuration_with_the_shortest_names(tmp_path):
         "data.image_size=16 optimizer.lr=0.001 scale=small",
         "data.image_size=32 optimizer.lr=0.001 scale=small"]
     assert [len(g.runs) for g in study.groups] == [2, 1, 2, 2]
+    runs = collect([tmp_path], skip=tmp_path / "analysis")  # any key of the configuration:
+    study = build_study(runs, baseline=parse_assignments(["model.image_size=32"], "--baseline"))
+    assert study.label(study.groups[0]) == "data.image_size=32 optimizer.lr=0.001 scale=small"
 
 
 def test_seed_copies_and_run_local_keys_do_not_split_groups(tmp_path):
