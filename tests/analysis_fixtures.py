@@ -45,13 +45,42 @@ def results(factors: dict[str, Any] | None, fvd: float, time_s: float, seed: int
     }
 
 
+def config(text_encoder: str, ema: bool, seed: int, run_dir: Path, **changes: Any) -> dict:
+    """A resolved config as metadata.json holds it (a few keys of the real one): interpolated
+    copies of seed and ema, paths inside the run directory; `changes` by dotted key."""
+    finetuned = text_encoder == "finetuned"
+    resolved = {
+        "seed": seed, "ema": ema, "ckpt_path": None, "retry_failed": False, "tags": [],
+        "paths": {"output_dir": str(run_dir)},
+        "data": {"image_size": 16, "num_frames": 8, "seed": 0, "shuffle_seed": seed},
+        "text_encoder": {"name": "all-MiniLM-L6-v2", "trainable": finetuned,
+                         "lr": 1e-5 if finetuned else None},
+        "model": {"image_size": 16, "seed": seed, "denoiser": {"channel_mults": [1, 2]}},
+        "optimizer": {"lr": 1e-3},
+        "trainer": {"default_root_dir": str(run_dir), "max_steps": 20},
+        "callbacks": {"ema": {"enabled": ema},
+                      "last_checkpoint": {"dirpath": f"{run_dir}/checkpoints"}},
+        "eval": {"cache_dir": "/home/me/.cache/text2sign", "seed": 0},
+    }
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        node = resolved
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    return resolved
+
+
 def write_run(run_dir: Path, data: dict[str, Any] | str, final_loss: float = 0.1,
-              prompts: tuple[str, ...] = ()) -> Path:
-    """A run directory: results.json (a dict, or raw text for a half-written file), a loss
-    curve falling to `final_loss`, and sample GIFs for `prompts`."""
+              prompts: tuple[str, ...] = (), resolved: dict[str, Any] | None = None) -> Path:
+    """A run directory: results.json (a dict, or raw text for a half-written file),
+    metadata.json when `resolved` (the config) is given, a loss curve falling to
+    `final_loss`, and sample GIFs for `prompts`."""
     run_dir.mkdir(parents=True)
     text = data if isinstance(data, str) else json.dumps(data)
     (run_dir / "results.json").write_text(text)
+    if resolved is not None:
+        (run_dir / "metadata.json").write_text(json.dumps({"config": resolved}))
     with open(run_dir / "training_metrics.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["epoch", "step", "loss", "lr", "lr_text_encoder", "elapsed_s",
@@ -100,7 +129,8 @@ def sweep_tree(root: Path, seeds: tuple[int, ...] = SEEDS) -> Path:
             hydra_only = (encoder, ema, seed) == ("finetuned", False, 2)
             data = results(None if hydra_only else factors(encoder, ema, seed), fvds[seed],
                            TIME_S[encoder, ema], seed)
-            write_run(run_dir, data, prompts=PROMPTS if seed == seeds[0] else ())
+            write_run(run_dir, data, prompts=PROMPTS if seed == seeds[0] else (),
+                      resolved=config(encoder, ema, seed, run_dir))
             if hydra_only:
                 write_hydra(run_dir, {**COMMON, "text_encoder": encoder},
                             [f"text_encoder={encoder}", f"ema={ema}", f"seed={seed}"])

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from analysis_fixtures import (FVD, GROUPS, PROMPTS, SEEDS, TIME_S, factors, results,
+from analysis_fixtures import (FVD, GROUPS, PROMPTS, SEEDS, TIME_S, config, factors, results,
                                sweep_tree, write_hydra, write_run)
 from text2sign.analysis.collect import collect
 from text2sign.analysis.curves import group_band
@@ -118,15 +118,15 @@ def test_holm_runs_over_every_comparison_of_the_study(study):
 
 def test_paired_test_over_common_seeds_else_welch():
     a, b = [1.0, 2.0, 3.5, 9.0], [1.5, 2.1, 4.0, 7.0]
-    p, name = t_test(list(zip([0, 1, 2, 3], a)), list(zip([0, 1, 2, 5], b)))
-    assert p == pytest.approx(stats.ttest_rel(a[:3], b[:3]).pvalue)
-    assert name == "paired t-test over 3 seeds"
-    p, name = t_test(list(zip([10, 11, 12, 13], a)), list(zip([0, 1, 2, 3], b)))
-    assert p == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
-    assert name == "Welch's t-test"
-    p, name = t_test(list(zip([0, 0, 1, 2], a)), list(zip([0, 1, 2, 3], b)))  # repeated seed
-    assert name == "Welch's t-test"
-    assert math.isnan(t_test([(0, 1.0)], [(0, 2.0)])[0])
+    test = t_test(list(zip([0, 1, 2, 3], a)), list(zip([0, 1, 2, 5], b)))
+    assert test.p == pytest.approx(stats.ttest_rel(a[:3], b[:3]).pvalue)
+    assert test.name == "paired t-test over 3 seeds" and test.seeds == "3 seeds"
+    test = t_test(list(zip([10, 11, 12, 13], a)), list(zip([0, 1, 2, 3], b)))
+    assert test.p == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    assert test.name == "Welch's t-test" and test.seeds == "4 and 4 seeds"
+    test = t_test(list(zip([0, 0, 1, 2], a)), list(zip([0, 1, 2, 3], b)))  # repeated seed
+    assert test.name == "Welch's t-test"
+    assert math.isnan(t_test([(0, 1.0)], [(0, 2.0)]).p)
 
 
 def test_failed_half_written_and_running_runs_are_reported_not_averaged(study, analysed):
@@ -138,9 +138,9 @@ def test_failed_half_written_and_running_runs_are_reported_not_averaged(study, a
     assert study.summaries["fvd"][0].mean == pytest.approx(105.0)
     report = (analysed[0] / "ABLATION_RESULTS_REPORT.txt").read_text()
     assert "failed_run: RuntimeError: CUDA out of memory" in report
-    assert "half_written: half-written results.json" in report
+    assert "half_written/results.json: half-written results.json" in report
     assert "runs/still_running" in report
-    assert "Runs found: 15 (12 completed, 1 failed, 1 running, 1 half-written)" in report
+    assert "Runs found: 15 (12 completed, 1 failed, 1 running, 1 unreadable)" in report
 
 
 def test_hydra_only_runs_group_with_the_others(study):
@@ -299,7 +299,7 @@ def test_no_completed_run_still_gives_a_report(tmp_path, capsys):
     write_run(tmp_path / "broken", "{")
     assert analyze(tmp_path) == 0
     report = (tmp_path / "analysis" / "ABLATION_RESULTS_REPORT.txt").read_text()
-    assert "Runs found: 2 (0 completed, 0 failed, 1 running, 1 half-written)" in report
+    assert "Runs found: 2 (0 completed, 0 failed, 1 running, 1 unreadable)" in report
     assert capsys.readouterr().out.splitlines()[-1].startswith("analysed 2 runs (0 completed)")
 
 
@@ -329,10 +329,12 @@ def test_200_runs_benchmark(tmp_path):
         for encoder, ema in GROUPS:
             for seed in range(10):
                 fvd = FVD[encoder, ema][seed % 3] + lr + seed / 10
-                data = results({**factors(encoder, ema, seed), "optimizer.lr": 10.0 ** -(lr + 3)},
+                rate = 10.0 ** -(lr + 3)
+                data = results({**factors(encoder, ema, seed), "optimizer.lr": rate},
                                fvd, TIME_S[encoder, ema], seed)
-                write_run(sweep / f"lr{lr}_{encoder}_{ema}_{seed}", data,
-                          prompts=PROMPTS if seed == 0 else ())
+                run_dir = sweep / f"lr{lr}_{encoder}_{ema}_{seed}"
+                write_run(run_dir, data, prompts=PROMPTS if seed == 0 else (),
+                          resolved=config(encoder, ema, seed, run_dir, **{"optimizer.lr": rate}))
     start = time.perf_counter()  # a fresh interpreter: imports count
     done = subprocess.run([sys.executable, str(ROOT / "analyze.py"), str(tmp_path / "outputs")],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)

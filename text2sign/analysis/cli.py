@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from text2sign.analysis import AnalysisError
-from text2sign.analysis.collect import collect
+from text2sign.analysis.collect import collect, output_dir_note
+from text2sign.analysis.identity import ON_CONFLICT
 from text2sign.analysis.levels import parse_assignments
 from text2sign.analysis.plots import PLOTS
 from text2sign.analysis.report import Figures, markdown_report, text_report
@@ -37,8 +38,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the group the others are compared with (default: "
                              "text_encoder=frozen ema=true if present, else the first group)")
     parser.add_argument("--metrics", nargs="+", metavar="METRIC",
-                        help="metrics to compare (default: every metric found)")
-    return parser.parse_args(argv)
+                        help="metrics to table and test (default: every metric found)")
+    parser.add_argument("--quality", metavar="METRIC",
+                        help="the primary quality metric of the findings (default: fvd, else "
+                             "eval val_loss, else best_val_loss)")
+    parser.add_argument("--on-conflict", choices=ON_CONFLICT, default="error",
+                        help="which run to use when runs with the same configuration and seed "
+                             "were made by different code (default: error, listing them)")
+    args = parser.parse_args(argv)
+    for option in ("metrics", "baseline"):  # argparse gives them every word that follows
+        words = getattr(args, option) or []
+        dirs = [word for word in words if _names_a_directory(word)]
+        if words and len(dirs) == len(words):
+            parser.error(f"--{option} got only directories: {' '.join(words)}")
+        setattr(args, option, [word for word in words if word not in dirs] or None)
+        args.results_dirs += dirs
+    return args
+
+
+def _names_a_directory(word: str) -> bool:
+    """A path or an existing directory; never a metric name or a key=value pair."""
+    return "=" not in word and ("/" in word or Path(word).is_dir())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,20 +68,24 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         runs = collect([Path(d) for d in dirs], skip=out)
+        skipped = output_dir_note([Path(d) for d in dirs], out)
         baseline = parse_assignments(args.baseline, "--baseline") if args.baseline else None
-        study = build_study(runs, baseline, args.metrics)
+        study = build_study(runs, baseline, args.metrics, args.quality, args.on_conflict)
     except AnalysisError as error:
         print(f"analyze.py: error: {error}", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
+    if skipped:
+        print(f"not searched: {skipped}")
     write_outputs(study, dirs, out, [*TABLES] if args.output_format == "all"
-                  else [args.output_format])
+                  else [args.output_format], skipped)
     print(f"analysed {len(runs)} runs ({len(study.with_status('completed'))} completed) in "
           f"{len(study.groups)} groups in {time.perf_counter() - start:.1f} s; outputs in {out}")
     return 0
 
 
-def write_outputs(study: Study, dirs: list[str], out: Path, formats: list[str]) -> None:
+def write_outputs(study: Study, dirs: list[str], out: Path, formats: list[str],
+                  not_searched: str | None = None) -> None:
     for fmt in formats:
         name, render = TABLES[fmt]
         _write_text(out / name, render(study))
@@ -70,8 +94,9 @@ def write_outputs(study: Study, dirs: list[str], out: Path, formats: list[str]) 
         for name, plot in PLOTS.items():
             figures.plots[name] = _announce(plot(study, out), name)
         figures.samples = _announce(sample_sheets(study, out), "sample comparison")
-    _write_text(out / REPORT, text_report(study, dirs, figures))
-    _write_text(out / "report.md", markdown_report(study, dirs, figures, markdown_table(study)))
+    _write_text(out / REPORT, text_report(study, dirs, figures, not_searched))
+    _write_text(out / "report.md", markdown_report(study, dirs, figures, markdown_table(study),
+                                                   not_searched))
 
 
 def _write_text(path: Path, text: str) -> None:

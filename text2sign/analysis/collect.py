@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from text2sign.analysis import AnalysisError
+from text2sign.analysis.configs import read_config
 from text2sign.analysis.hydra_factors import hydra_factors
+from text2sign.analysis.schema import STATUSES as RECORDED, schema_error
 
-STATUSES = ("completed", "failed", "running", "unreadable")
+STATUSES = (*RECORDED, "unreadable")
 
 
 @dataclass
@@ -27,15 +29,17 @@ class Run:
     factors: dict[str, Any] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
     factors_from: str = "results.json"  # or ".hydra", or "nowhere"
+    config: dict[str, Any] | None = None  # configs.read_config: None without metadata.json
 
     @property
     def seed(self) -> Any:
-        return self.factors.get("seed")
+        return self.factors.get("seed", (self.config or {}).get("seed"))
 
 
 def collect(results_dirs: list[Path], skip: Path) -> list[Run]:
-    """Every run under `results_dirs` (sorted by name), leaving out the `skip` directory."""
-    runs = []
+    """Every run under `results_dirs` (sorted by name, each file once), leaving out the `skip`
+    directory."""
+    runs, seen = [], set()
     for root in results_dirs:
         if not root.is_dir():
             raise AnalysisError(f"results directory {str(root)!r} does not exist "
@@ -44,8 +48,22 @@ def collect(results_dirs: list[Path], skip: Path) -> list[Run]:
         if not found:
             raise AnalysisError(f"no results.json under {str(root)!r}: train first "
                                 "(python train.py -m ...) or point analyze.py at an outputs tree")
-        runs += [read_run(path, str(root / path.parent.relative_to(root))) for path in found]
+        for path in found:
+            if path.resolve() not in seen:  # nested results directories: one file, one run
+                seen.add(path.resolve())
+                runs.append(read_run(path, str(root / path.parent.relative_to(root))))
     return sorted(runs, key=lambda run: run.name)
+
+
+def output_dir_note(results_dirs: list[Path], out: Path) -> str | None:
+    """What the search left out because the output directory lies inside a results tree."""
+    inside = next((root for root in results_dirs if out.resolve() != root.resolve()
+                   and out.resolve().is_relative_to(root.resolve())), None)
+    if inside is None:
+        return None
+    left_out = len(find_results(out, skip=out)) if out.is_dir() else 0
+    return (f"{out}, the output directory (inside {inside})"
+            + (f": {left_out} results.json in it left out" if left_out else ""))
 
 
 def find_results(root: Path, skip: Path) -> list[Path]:
@@ -65,7 +83,8 @@ def find_results(root: Path, skip: Path) -> list[Path]:
 def read_run(path: Path, name: str) -> Run:
     results, status, error = _read(path)
     factors, source = _factors(results, path.parent)
-    return Run(path.parent, name, status, error, factors, results, source)
+    config = read_config(path.parent) if status == "completed" else None
+    return Run(path.parent, name, status, error, factors, results, source, config)
 
 
 def _read(path: Path) -> tuple[dict[str, Any], str, str | None]:
@@ -76,10 +95,10 @@ def _read(path: Path) -> tuple[dict[str, Any], str, str | None]:
             raise ValueError("not a JSON object")
     except (OSError, UnicodeDecodeError, ValueError) as error:
         return {}, "unreadable", f"half-written results.json ({error})"
-    status = results.get("status")
-    if status not in STATUSES[:3]:
-        return results, "unreadable", f"unknown status {status!r} in results.json"
-    return results, status, results.get("error")
+    error = schema_error(results)
+    if error:
+        return results, "unreadable", error
+    return results, results["status"], results.get("error")
 
 
 def _factors(results: dict[str, Any], run_dir: Path) -> tuple[dict[str, Any], str]:

@@ -17,6 +17,7 @@ from text2sign.analysis import AnalysisError
 # (type rank, value to sort on within the rank, printed text); ranks keep True apart from 1.
 Level = tuple[int, Any, str]
 DEFAULT: Level = (-1, 0, "default")  # the factor is not set in this run: the config's default
+ABSENT: Level = (-1, 1, "absent")  # the key is not in this run's configuration (other code)
 
 
 def level(value: Any) -> Level:

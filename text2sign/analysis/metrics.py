@@ -8,10 +8,13 @@ from typing import Any
 
 # eval keys that describe how the evaluation ran, not how well the model did
 EVAL_SETTINGS = {"weights", "unavailable", "split", "num_videos", "steps", "guidance_scale",
-                 "seed"}
+                 "seed", "caption_retrieval_chance", "retrieval"}
+# eval keys that are not compared: the bounds of another metric's confidence interval, and
+# figures of the real clips (they describe the data, not the model)
+NOT_COMPARED_SUFFIXES = ("_ci_low", "_ci_high", "_real")
 # whole words of a metric's name ("gloss_accuracy" has no word "loss"); higher is checked first
-HIGHER_IS_BETTER = ("consistency", "accuracy", "ssim", "psnr", "f1", "clips_per_s",
-                    "hands_found", "clip_score")
+HIGHER_IS_BETTER = ("consistency", "accuracy", "acc", "ssim", "psnr", "f1", "clips_per_s",
+                    "hands_found", "clip_score", "loss_gap")
 LOWER_IS_BETTER = ("fvd", "lpips", "loss", "time", "memory", "dtw", "error", "parameters",
                    "ms", "gb")
 QUALITY = ("fvd", "val_loss", "best_val_loss")  # the primary quality metric, first available
@@ -79,14 +82,15 @@ def discover(runs_results: list[dict[str, Any]]) -> list[Metric]:
         names = [key for key, value in section.items()
                  if isinstance(value, (int, float)) and not isinstance(value, bool)]
         names += [key for key in section.get("unavailable") or {} if key != "evaluation"]
-        extra.update((key, None) for key in names if key not in EVAL_SETTINGS | known)
+        extra.update((key, None) for key in names if is_compared(key) and key not in known)
     return [*CORE, *(Metric(name, "eval", name) for name in extra)]
 
 
-def quality_metric(metrics: list[Metric], has_numbers: set[str]) -> Metric | None:
-    """fvd if any run has it, else eval.val_loss, else best_val_loss, else the first metric."""
+def is_compared(eval_key: str) -> bool:
+    return eval_key not in EVAL_SETTINGS and not eval_key.endswith(NOT_COMPARED_SUFFIXES)
+
+
+def default_quality(metrics: list[Metric], has_numbers: set[str]) -> Metric | None:
+    """fvd if any run has it, else eval.val_loss, else best_val_loss; never another metric."""
     by_name = {metric.name: metric for metric in metrics if metric.name in has_numbers}
-    for name in QUALITY:
-        if name in by_name:
-            return by_name[name]
-    return next(iter(by_name.values()), None)
+    return next((by_name[name] for name in QUALITY if name in by_name), None)

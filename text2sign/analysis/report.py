@@ -8,8 +8,9 @@ from pathlib import Path
 
 from text2sign.analysis.collect import STATUSES
 from text2sign.analysis.formatting import change, mean_ci, md_table, num, text_table, verdict
+from text2sign.analysis.identity import version_text
 from text2sign.analysis.metrics import Metric
-from text2sign.analysis.stats import ALPHA, significant
+from text2sign.analysis.stats import ALPHA, POWER, delta_pct, significant
 from text2sign.analysis.study import Study
 
 MORE_SEEDS = "python train.py -m experiment=ablation_seeds"
@@ -23,8 +24,10 @@ class Figures:
     samples: list[Path] | str = "no completed run"
 
 
-def text_report(study: Study, results_dirs: list[str], figures: Figures) -> str:
-    lines = ["ABLATION RESULTS REPORT", "=======================", *overview(study, results_dirs)]
+def text_report(study: Study, results_dirs: list[str], figures: Figures,
+                not_searched: str | None = None) -> str:
+    lines = ["ABLATION RESULTS REPORT", "=======================",
+             *overview(study, results_dirs, not_searched)]
     if study.groups:
         lines += ["", "Findings against the baseline"]
         lines += text_table(findings_header(study), findings(study))
@@ -44,8 +47,9 @@ def text_report(study: Study, results_dirs: list[str], figures: Figures) -> str:
 
 
 def markdown_report(study: Study, results_dirs: list[str], figures: Figures,
-                    comparison: str) -> str:
-    lines = ["# Ablation results", "", *(f"- {line}" for line in overview(study, results_dirs))]
+                    comparison: str, not_searched: str | None = None) -> str:
+    lines = ["# Ablation results", "",
+             *(f"- {line}" for line in overview(study, results_dirs, not_searched))]
     if study.groups:
         lines += ["", "## Findings against the baseline", "",
                   *md_table(findings_header(study), findings(study)),
@@ -64,14 +68,18 @@ def markdown_report(study: Study, results_dirs: list[str], figures: Figures,
     return "\n".join(lines) + "\n"
 
 
-def overview(study: Study, results_dirs: list[str]) -> list[str]:
+def overview(study: Study, results_dirs: list[str], not_searched: str | None) -> list[str]:
     counts = {status: len(study.with_status(status)) for status in STATUSES}
     lines = [f"Results: {', '.join(results_dirs)}",
+             *([f"Not searched: {not_searched}"] if not_searched else []),
              f"Runs found: {len(study.runs)} ({counts['completed']} completed, "
              f"{counts['failed']} failed, {counts['running']} running, "
-             f"{counts['unreadable']} half-written)",
-             f"Groups: {len(study.groups)}, by every factor but the seed"
-             + (f" (varying: {', '.join(study.factors)})" if study.factors else ""),
+             f"{counts['unreadable']} unreadable)",
+             *_counted_once(study),
+             f"Groups: {len(study.groups)}, by "
+             + ("the configuration that ran (metadata.json), every key but the seed"
+                if study.by_config else "the recorded factors: some run has no metadata.json")
+             + (f" (factors: {', '.join(study.factors)})" if study.factors else ""),
              "Common settings: " + (" ".join(f"{k}={v}" for k, v in study.common.items())
                                     or "none")]
     if study.groups:
@@ -79,6 +87,16 @@ def overview(study: Study, results_dirs: list[str]) -> list[str]:
     if study.quality:
         lines.append(f"Quality metric: {_title(study.quality)}")
     return lines
+
+
+def _counted_once(study: Study) -> list[str]:
+    if not study.copies:
+        return []
+    left_out = sum(len(copies.others) for copies in study.copies)
+    conflicts = sum(copies.conflict for copies in study.copies)
+    return [f"Counted once: {len(study.copies)} run(s) found more than once, {left_out} "
+            f"copies left out" + (f" ({conflicts} conflict(s) of code versions)"
+                                  if conflicts else "") + "; listed below"]
 
 
 def findings_header(study: Study) -> list[str]:
@@ -114,17 +132,23 @@ def key_finding(study: Study, i: int) -> str:
         why = ("one seed: more seeds needed for a test" if min(summary.n, base.n) < 2
                else "no test possible (no variation between seeds)")
         return f"{effect}; {why}"
-    word = "significant" if sig else "not significant"
-    return f"{effect}, {word} (Holm p={summary.p_holm:.3g}, {summary.test})"
+    found = f"(Holm p={summary.p_holm:.3g}, {summary.test})"
+    if sig:
+        return f"{effect}, significant {found}"
+    share = delta_pct(base.mean + summary.mde, base.mean)
+    size = num(summary.mde, 3) + (f" ({share:.1f}%)" if math.isfinite(share) else "")
+    return (f"{effect}, not significant {found}: an effect smaller than {size} could not be "
+            f"seen with {summary.seeds} (80% power)")
 
 
 def metric_rows(study: Study, metric: Metric) -> tuple[list[str], list[list[str]]]:
-    header = ["group", "n", "mean ± 95% CI", "std", "Δ vs baseline", "p", "p (Holm)", "test"]
+    header = ["group", "n", "mean ± 95% CI", "std", "Δ vs baseline", "p", "p (Holm)",
+              "MDE (80% power)", "test"]
     rows = []
     for group, s in zip(study.groups, study.summaries[metric.name]):
         delta = "baseline" if group is study.groups[0] else change(metric, s)
         rows.append([study.label(group), str(s.n), mean_ci(s), num(s.std, 3), delta,
-                     num(s.p_value, 3), num(s.p_holm, 3), s.test])
+                     num(s.p_value, 3), num(s.p_holm, 3), num(s.mde, 3), s.test])
     return header, rows
 
 
@@ -138,7 +162,8 @@ def excluded(study: Study) -> list[tuple[str, list[str]]]:
         ("Running or interrupted runs (not averaged)",
          [run.name for run in study.with_status("running")]),
         ("Half-written or unreadable results.json (not averaged)",
-         [f"{run.name}: {run.error}" for run in study.with_status("unreadable")]),
+         [f"{run.path / 'results.json'}: {run.error}"
+          for run in study.with_status("unreadable")]),
         ("Unavailable metrics (no number in any completed run)",
          [f"{m.name}: {m.reason_unavailable(completed)}" for m in study.metrics
           if not study.has_numbers(m)]),
@@ -146,6 +171,17 @@ def excluded(study: Study) -> list[tuple[str, list[str]]]:
          [run.name for run in study.with_status("completed") if run.factors_from == ".hydra"]),
         ("Runs without factors in results.json or .hydra/ (grouped together)",
          [run.name for run in study.with_status("completed") if run.factors_from == "nowhere"]),
+        ("Duplicates: the same configuration, seed and code (counted once)",
+         [f"{c.used.name} used ({c.rule}); not used: {', '.join(r.name for r in c.others)}"
+          for c in study.copies if not c.conflict]),
+        ("Conflicts: the same configuration and seed, different code",
+         [f"{c.used.name} ({version_text(c.used)}) used ({c.rule}); not used: "
+          + "; ".join(f"{r.name} ({version_text(r)})" for r in c.others)
+          for c in study.copies if c.conflict]),
+        ("Named settings that are not factors",
+         [f"{name}: {why}" for name, why in study.not_factors.items()]),
+        ("Runs without metadata.json (so every run is grouped by its recorded factors)",
+         [run.name for run in study.with_status("completed") if run.config is None]),
     ]
 
 
@@ -156,13 +192,17 @@ def notes(study: Study) -> list[str]:
         lines.append(f"More seeds are needed: {len(single)} group(s) have a single seed "
                      f"({'; '.join(single)}), so their confidence intervals and p-values are "
                      f"blank. Train seeds 0, 1, 2, e.g. {MORE_SEEDS}.")
-    tests = sum(not math.isnan(s.p_value) for sums in study.summaries.values() for s in sums)
+    family = study.family
+    tests = sum(not math.isnan(s.p_value) for m in family for s in study.summaries[m.name])
     lines.append(
         "Statistics: mean and sample std (ddof=1) over the seeds of a group; 95% CI "
         "half-width t(0.975, n-1)*std/sqrt(n); Δ = (mean - baseline mean)/|baseline mean|; "
         "p: paired t-test over the seeds both groups have (scipy.stats.ttest_rel), Welch's "
         f"t-test (ttest_ind, equal_var=False) when runs cannot be paired; Holm correction over "
-        f"all {tests} comparisons; significant when the Holm p < {ALPHA}.")
+        f"the {tests} tests of {len(family)} metrics (every p-value in this report); "
+        f"significant when the Holm p < {ALPHA}. MDE: the smallest true difference from the "
+        f"baseline that the same test finds with {POWER:.0%} power at alpha {ALPHA} (before "
+        "Holm), for the seeds and spread observed.")
     return lines
 
 

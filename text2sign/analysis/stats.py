@@ -6,12 +6,14 @@ import math
 import warnings
 from collections.abc import Hashable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, special, stats
 
 NAN = float("nan")
 ALPHA = 0.05
+POWER = 0.8  # of the minimum detectable difference
 
 
 @dataclass
@@ -26,6 +28,8 @@ class Summary:
     p_value: float = NAN
     p_holm: float = NAN
     test: str = ""  # which test gave p_value
+    mde: float = NAN  # the difference that test would detect with 80% power (stats.mde)
+    seeds: str = ""  # the seeds the test saw
 
 
 def summarize(values: list[float]) -> Summary:
@@ -52,25 +56,63 @@ def delta_pct(mean: float, baseline: float) -> float:
     return (mean - baseline) / abs(baseline) * 100
 
 
-def t_test(group: list[tuple[Hashable, float]],
-           baseline: list[tuple[Hashable, float]]) -> tuple[float, str]:
-    """(p, test name) from (seed, value) pairs: a paired test over the seeds both groups have,
-    Welch's test when they share fewer than two or a seed repeats, (NaN, "") with too few runs.
-    """
+@dataclass
+class TTest:
+    p: float = NAN
+    name: str = ""  # which test, e.g. "paired t-test over 3 seeds"
+    mde: float = NAN  # minimum detectable difference, see mde()
+    seeds: str = ""  # the seeds it saw: "3 seeds" (pairs) or "3 and 2 seeds"
+
+
+def t_test(group: list[tuple[Hashable, float]], baseline: list[tuple[Hashable, float]]) -> TTest:
+    """A test of `group` against `baseline`, given as (seed, value) pairs: paired over the
+    seeds both have, Welch's test when they share fewer than two or a seed repeats, no test
+    (NaN) with fewer than two runs on a side."""
     by_seed, base_by_seed = dict(group), dict(baseline)
     unique = len(by_seed) == len(group) and len(base_by_seed) == len(baseline)
     common = [seed for seed in base_by_seed if seed in by_seed]
     with warnings.catch_warnings():  # identical values give NaN with a warning; NaN is the answer
         warnings.simplefilter("ignore", RuntimeWarning)
         if unique and len(common) >= 2:
-            result = stats.ttest_rel([by_seed[s] for s in common],
-                                     [base_by_seed[s] for s in common])
-            return float(result.pvalue), f"paired t-test over {len(common)} seeds"
+            x = np.array([by_seed[s] for s in common])
+            y = np.array([base_by_seed[s] for s in common])
+            n = len(common)
+            return TTest(float(stats.ttest_rel(x, y).pvalue), f"paired t-test over {n} seeds",
+                         mde(float(np.std(x - y, ddof=1)) / math.sqrt(n), n - 1), f"{n} seeds")
         if len(group) >= 2 and len(baseline) >= 2:
-            result = stats.ttest_ind([v for _, v in group], [v for _, v in baseline],
-                                     equal_var=False)
-            return float(result.pvalue), "Welch's t-test"
-    return NAN, ""
+            x, y = np.array([v for _, v in group]), np.array([v for _, v in baseline])
+            result = stats.ttest_ind(x, y, equal_var=False)
+            return TTest(float(result.pvalue), "Welch's t-test", welch_mde(x, y),
+                         f"{len(x)} and {len(y)} seeds")
+    return TTest()
+
+
+def mde(se: float, dof: float) -> float:
+    """The minimum detectable difference: the smallest true difference of means that a
+    two-sided t-test at level ALPHA finds with probability POWER, given the standard error of
+    the difference and the degrees of freedom (NaN when se is 0: no test is possible)."""
+    return se * _noncentrality(dof) if se > 0 else NAN
+
+
+def welch_mde(x: np.ndarray, y: np.ndarray) -> float:
+    """mde() for Welch's test: se² = s_x²/n_x + s_y²/n_y, Welch-Satterthwaite dof."""
+    vx, vy = np.var(x, ddof=1) / len(x), np.var(y, ddof=1) / len(y)
+    if vx + vy == 0:
+        return NAN
+    dof = (vx + vy) ** 2 / (vx ** 2 / (len(x) - 1) + vy ** 2 / (len(y) - 1))
+    return mde(math.sqrt(vx + vy), float(dof))
+
+
+@lru_cache(maxsize=256)
+def _noncentrality(dof: float) -> float:
+    """δ/se at which |T| > t(1 - ALPHA/2, dof) has probability POWER, T ~ noncentral t."""
+    critical = special.stdtrit(dof, 1 - ALPHA / 2)
+
+    def shortfall(nc: float) -> float:  # nctdtr gives NaN where the CDF underflows: 0
+        below = np.nan_to_num(special.nctdtr(dof, nc, [-critical, critical]))
+        return below[0] + 1 - below[1] - POWER
+
+    return optimize.brentq(shortfall, 0.0, 100.0)  # dof = 1 needs about 16
 
 
 def holm(p_values: list[float]) -> list[float]:

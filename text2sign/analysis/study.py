@@ -1,4 +1,5 @@
-"""Completed runs grouped by every factor but the seed, with statistics against a baseline."""
+"""Completed runs, each counted once, grouped by the configuration that ran, with statistics
+against a baseline."""
 
 from __future__ import annotations
 
@@ -6,24 +7,13 @@ from dataclasses import dataclass, field
 
 from text2sign.analysis import AnalysisError
 from text2sign.analysis.collect import Run
-from text2sign.analysis.levels import DEFAULT, Level, level
-from text2sign.analysis.metrics import Metric, discover, quality_metric
+from text2sign.analysis.grouping import Group, group_runs
+from text2sign.analysis.identity import Copies, deduplicate, describe
+from text2sign.analysis.levels import Level, level
+from text2sign.analysis.metrics import Metric, default_quality, discover
 from text2sign.analysis.stats import Summary, delta_pct, holm, summarize, t_test
 
 DEFAULT_BASELINE = {"text_encoder": level("frozen"), "ema": level(True)}
-
-
-@dataclass
-class Group:
-    levels: dict[str, Level]  # every factor but the seed
-    runs: list[Run] = field(default_factory=list)  # ordered by seed
-
-    def label(self, factors: list[str]) -> str:
-        return " ".join(f"{name}={self.levels[name][2]}" for name in factors) or "all runs"
-
-    @property
-    def seeds(self) -> list[str]:
-        return [level(run.seed)[2] for run in self.runs]
 
 
 @dataclass
@@ -31,11 +21,15 @@ class Study:
     runs: list[Run]  # every run found, whatever its status
     groups: list[Group]  # the baseline first, then in sorted order of the factor values
     factors: list[str]  # factors that vary across groups: the table columns
-    common: dict[str, str]  # factors with one value in every completed run
-    metrics: list[Metric]
+    common: dict[str, str]  # named settings with one value in every run used
+    metrics: list[Metric]  # the metrics tabled (--metrics)
     summaries: dict[str, list[Summary]]  # metric name -> one Summary per group
     quality: Metric | None  # the primary quality metric
     baseline_note: str  # how the baseline was chosen
+    found: list[Metric] = field(default_factory=list)  # every metric, each with summaries
+    copies: list[Copies] = field(default_factory=list)  # runs found more than once
+    not_factors: dict[str, str] = field(default_factory=dict)  # named settings, why not
+    by_config: bool = True  # grouped by metadata.json's configuration, else by the factors
 
     def label(self, group: Group) -> str:
         return group.label(self.factors)
@@ -47,44 +41,46 @@ class Study:
         return any(summary.n for summary in self.summaries[metric.name])
 
     def metric(self, name: str) -> Metric | None:
-        return next((metric for metric in self.metrics if metric.name == name), None)
+        return next((metric for metric in self.found if metric.name == name), None)
+
+    @property
+    def family(self) -> list[Metric]:
+        """The metrics whose tests the report shows: Holm runs over all their comparisons."""
+        return list(dict.fromkeys([*self.metrics, *([self.quality] if self.quality else [])]))
 
 
 def build_study(runs: list[Run], baseline: dict[str, Level] | None = None,
-                metric_names: list[str] | None = None) -> Study:
+                metric_names: list[str] | None = None, quality: str | None = None,
+                on_conflict: str = "error") -> Study:
     completed = [run for run in runs if run.status == "completed"]
-    names = sorted({name for run in completed for name in run.factors})
-    levels = [{name: level(run.factors[name]) if name in run.factors else DEFAULT
-               for name in names} for run in completed]
-    groups = _group(completed, levels)
-    varying = [name for name in names if name != "seed" and len({lv[name] for lv in levels}) > 1]
-    common = {name: next(iter(values))[2] for name in names
-              if len(values := {lv[name] for lv in levels}) == 1}
+    by_config = all(run.config is not None for run in completed)
+    used, copies = deduplicate(completed, describe(completed, by_config), on_conflict)
+    grouping = group_runs(used, describe(used, by_config))
+    groups = grouping.groups
     if groups:
-        groups, note = _baseline_first(groups, baseline, varying, common)
+        groups, note = _baseline_first(groups, baseline, grouping.factors, grouping.common)
     else:
         note = "none: no completed run"
-    metrics = _select(discover([run.results for run in completed]), metric_names)
-    summaries = _summaries(groups, metrics)
-    with_numbers = {name for name, sums in summaries.items() if any(s.n for s in sums)}
-    return Study(runs, groups, varying, common, metrics, summaries,
-                 quality_metric(metrics, with_numbers), note)
-
-
-def _group(runs: list[Run], levels: list[dict[str, Level]]) -> list[Group]:
-    groups: dict[tuple, Group] = {}
-    for run, run_levels in zip(runs, levels):
-        key = tuple((name, lv) for name, lv in run_levels.items() if name != "seed")
-        groups.setdefault(key, Group(dict(key))).runs.append(run)
-    for group in groups.values():
-        group.runs.sort(key=lambda run: (level(run.seed), run.name))
-    return [groups[key] for key in sorted(groups)]
+    found = discover([run.results for run in used])
+    tabled = _select(found, metric_names, "--metrics")
+    summaries = _summaries(groups, found)
+    if quality:
+        primary = _select(found, [quality], "--quality")[0]
+    else:
+        primary = default_quality(found, {name for name, sums in summaries.items()
+                                          if any(s.n for s in sums)})
+    study = Study(runs, groups, grouping.factors, grouping.common, tabled, summaries, primary,
+                  note, found, copies, grouping.not_factors, by_config)
+    every = [summary for metric in study.family for summary in summaries[metric.name]]
+    for summary, p_holm in zip(every, holm([summary.p_value for summary in every])):
+        summary.p_holm = p_holm
+    return study
 
 
 def _baseline_first(groups: list[Group], wanted: dict[str, Level] | None, factors: list[str],
                     common: dict[str, str]) -> tuple[list[Group], str]:
     spec = wanted or DEFAULT_BASELINE
-    matches = [g for g in groups if all(g.levels.get(k) == v for k, v in spec.items())]
+    matches = [g for g in groups if all(g.settings.get(k) == v for k, v in spec.items())]
     text = " ".join(f"{k}={v[2]}" for k, v in spec.items())
     if wanted and not matches:
         shared = " ".join(f"{k}={v}" for k, v in common.items() if k != "seed")
@@ -101,19 +97,19 @@ def _baseline_first(groups: list[Group], wanted: dict[str, Level] | None, factor
     return [baseline, *(g for g in groups if g is not baseline)], note
 
 
-def _select(metrics: list[Metric], names: list[str] | None) -> list[Metric]:
+def _select(metrics: list[Metric], names: list[str] | None, option: str) -> list[Metric]:
     if not names:
         return metrics
     by_name = {metric.name: metric for metric in metrics}
     unknown = [name for name in names if name not in by_name]
     if unknown:
-        raise AnalysisError(f"unknown metric(s) {', '.join(unknown)}; available: "
+        raise AnalysisError(f"{option}: unknown metric(s) {', '.join(unknown)}; available: "
                             + ", ".join(by_name))
     return [by_name[name] for name in dict.fromkeys(names)]
 
 
 def _summaries(groups: list[Group], metrics: list[Metric]) -> dict[str, list[Summary]]:
-    """Per metric and group: mean, std, CI; deltas and tests against groups[0]; Holm overall."""
+    """Per metric and group: mean, std, CI; deltas and tests against groups[0]."""
     summaries = {}
     for metric in metrics:
         values = [[(level(run.seed), v) for run in group.runs
@@ -122,10 +118,8 @@ def _summaries(groups: list[Group], metrics: list[Metric]) -> dict[str, list[Sum
         for summary, group_values in zip(sums, values):
             summary.delta_pct = delta_pct(summary.mean, sums[0].mean)
             if summary is not sums[0]:
-                summary.p_value, summary.test = t_test(group_values, values[0])
+                test = t_test(group_values, values[0])
+                summary.p_value, summary.test, summary.mde, summary.seeds = (
+                    test.p, test.name, test.mde, test.seeds)
         summaries[metric.name] = sums
-    every = [summary for sums in summaries.values() for summary in sums]
-    for summary, p_holm in zip(every, holm([summary.p_value for summary in every])):
-        summary.p_holm = p_holm
     return summaries
-

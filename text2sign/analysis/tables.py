@@ -6,11 +6,11 @@ import csv
 import io
 import math
 
-from text2sign.analysis.formatting import arrow, md_table, mean_ci
+from text2sign.analysis.formatting import arrow, md_table, mean_ci, num
 from text2sign.analysis.metrics import Metric
 from text2sign.analysis.study import Group, Study
 
-STATISTICS = ("mean", "std", "ci95", "delta_pct", "p_value", "p_holm")
+STATISTICS = ("mean", "std", "ci95", "delta_pct", "p_value", "p_holm", "mde")
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "_": r"\_", "&": r"\&", "%": r"\%", "#": r"\#",
                  "$": r"\$", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
                  "^": r"\textasciicircum{}"}
@@ -33,14 +33,22 @@ def csv_table(study: Study) -> str:
 
 
 def markdown_table(study: Study) -> str:
+    """Per metric: mean ± CI (bold: best), then the minimum detectable difference (MDE)."""
     shown = _shown(study)
-    header = [*_factor_headers(study), "n", *(f"{m.name} {arrow(m)}".rstrip() for m in shown)]
+    header = [*_factor_headers(study), "n"]
+    for m in shown:
+        header += [f"{m.name} {arrow(m)}".rstrip(), f"{m.name} MDE"]
     rows, best = [], [_best(study, m) for m in shown]
     for i, group in enumerate(study.groups):
-        cells = [mean_ci(study.summaries[m.name][i]) for m in shown]
-        cells = [f"**{c}**" if i in bold and c else c for c, bold in zip(cells, best)]
-        rows.append([*_factor_cells(study, group), str(len(group.runs)), *cells])
-    return "\n".join(md_table(header, rows)) + f"\n\n*{_caption(study)}*\n"
+        cells = [*_factor_cells(study, group), str(len(group.runs))]
+        for m, bold in zip(shown, best):
+            summary = study.summaries[m.name][i]
+            cell = mean_ci(summary)
+            cells += [f"**{cell}**" if i in bold and cell else cell, num(summary.mde, 3)]
+        rows.append(cells)
+    caption = _caption(study) + (" MDE: the difference from the baseline that its test would "
+                                 "find with 80% power at α = 0.05 (see README).")
+    return "\n".join(md_table(header, rows)) + f"\n\n*{caption}*\n"
 
 
 def latex_table(study: Study) -> str:
