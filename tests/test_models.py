@@ -138,3 +138,14 @@ def test_without_snr_gamma_every_timestep_weighs_one():
     assert torch.equal(Diffusion().loss_weights(torch.tensor([0, 999])), torch.ones(2))
     with pytest.raises(ValueError, match="snr_gamma"):
         Diffusion(snr_gamma=0)
+
+
+def test_logit_normal_timesteps_favour_mid_noise_and_follow_the_generator():
+    def draw(kind, seed=0):
+        return Diffusion(timestep_sampling=kind).sample_timesteps(
+            20000, torch.device("cpu"), torch.Generator().manual_seed(seed))
+    uniform, logit_normal = draw("uniform"), draw("logit_normal")
+    mid = lambda t: ((t >= 300) & (t < 700)).float().mean().item()  # noqa: E731
+    assert abs(mid(uniform) - 0.4) < 0.02 and abs(mid(logit_normal) - 0.60) < 0.02
+    assert logit_normal.min() >= 0 and logit_normal.max() <= 999
+    assert torch.equal(logit_normal, draw("logit_normal")) and not torch.equal(logit_normal, draw("logit_normal", 1))

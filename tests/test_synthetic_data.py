@@ -112,6 +112,27 @@ def test_captions_are_one_to_three_known_glosses() -> None:
     assert counts == {1, 2, 3}
 
 
+def test_max_glosses_bounds_the_captions_and_three_changes_nothing() -> None:
+    single = SyntheticSignDataset(num_clips=40, image_size=8, num_frames=2, max_glosses=1)
+    assert all(len(single[i]["caption"].split()) <= 2 and single[i]["gloss_ids"][1] == -1
+               for i in range(40))  # one gloss ("thank you" is one gloss of two words)
+    assert len(set(single.captions)) > 15
+    default = SyntheticSignDataset(num_clips=10, image_size=8, num_frames=2)
+    three = SyntheticSignDataset(num_clips=10, image_size=8, num_frames=2, max_glosses=3)
+    assert all(_same_item(default[i], three[i]) for i in range(10))
+
+
+def test_hand_scale_grows_the_hands_and_keeps_their_path() -> None:
+    def hand_pixels(video):
+        red = np.array(HAND_COLOURS["right"])[:, None, None, None]
+        return int((np.linalg.norm(video.astype(float) - red, axis=0) < 45).sum())
+    signer = make_signer(1)
+    small, path = render_clip(["hello"], signer, 4, 16)
+    large, same_path = render_clip(["hello"], signer, 4, 16, hand_scale=2.0)
+    assert hand_pixels(large) > 2.5 * hand_pixels(small) > 0
+    assert np.array_equal(path, same_path)
+
+
 # --------------------------------------------------------------------------- vocabulary
 
 
@@ -246,6 +267,9 @@ def test_speed_changes_timing_only() -> None:
         (lambda: SyntheticSignDataset(num_frames=0), "num_frames"),
         (lambda: SyntheticSignDataset(image_size=4), "image_size"),
         (lambda: SyntheticSignDataset(num_signers=3), "num_signers"),
+        (lambda: SyntheticSignDataset(max_glosses=4), "data.max_glosses"),
+        (lambda: SyntheticSignDataset(max_glosses=0), "data.max_glosses"),
+        (lambda: SyntheticSignDataset(hand_scale=5.0), "data.hand_scale"),
     ],
 )
 def test_bad_arguments_raise(call, message: str) -> None:

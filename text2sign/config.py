@@ -22,7 +22,7 @@ from omegaconf import MISSING, OmegaConf
 from text2sign.data.clip_dataset import ShortClips
 from text2sign.data.frame_fit import Fit
 from text2sign.data.splits import SplitMode
-from text2sign.models.diffusion import PredictionType
+from text2sign.models.diffusion import PredictionType, TimestepSampling
 from text2sign.module import Conditioning, NonFiniteLoss
 
 
@@ -53,6 +53,7 @@ class SyntheticDataConfig:
     shuffle_seed: int = MISSING
     prefetch_factor: int = MISSING
     max_glosses: int = MISSING
+    hand_scale: float = MISSING
 
 
 @dataclass
@@ -142,6 +143,7 @@ class DiffusionConfig:
     beta_schedule: str = MISSING
     prediction_type: PredictionType = MISSING
     snr_gamma: Optional[float] = None
+    timestep_sampling: TimestepSampling = MISSING
 
 
 @dataclass

@@ -98,13 +98,14 @@ class SyntheticSignDataModule(BatchLoaders):
         shuffle_seed: int = 0,
         prefetch_factor: int = 2,
         max_glosses: int = 3,
+        hand_scale: float = 1.0,
     ):
         super().__init__(batch_size, num_workers, shuffle_seed, prefetch_factor)
         sizes = {"train": num_train, "val": num_val, "test": num_test}
         self.datasets: dict[str, Dataset] = {
             split: SyntheticSignDataset(
                 split, sizes[split], num_frames, image_size,
-                num_signers, num_val_signers, num_test_signers, seed, max_glosses,
+                num_signers, num_val_signers, num_test_signers, seed, max_glosses, hand_scale,
             )
             for split in SPLITS
         }

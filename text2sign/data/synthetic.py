@@ -294,9 +294,11 @@ def _hand_alpha(centres: np.ndarray, radii: np.ndarray, tilt: np.ndarray, size: 
 
 
 def render_clip(
-    words: Sequence[str], signer: Signer, num_frames: int, image_size: int
+    words: Sequence[str], signer: Signer, num_frames: int, image_size: int,
+    hand_scale: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Render the signer signing ``words`` one after another.
+    """Render the signer signing ``words`` one after another, hands ``hand_scale`` times
+    their natural size.
 
     Returns the video, uint8 (3, T, H, W), and the ground-truth hand centres,
     float32 (T, 2, 2) as (x, y) in [0, 1] image coordinates, hands in HANDS order.
@@ -314,7 +316,8 @@ def render_clip(
     video = np.broadcast_to(_body_layer(signer, image_size), (3, num_frames, image_size, image_size))
     # Left first so the dominant right hand is on top where they overlap.
     for h in (1, 0):
-        alpha = _hand_alpha(hands[:, h], signer.scale * radii[:, h], tilt[:, h], image_size)[None]
+        size = hand_scale * signer.scale * radii[:, h]
+        alpha = _hand_alpha(hands[:, h], size, tilt[:, h], image_size)[None]
         colour = np.array(HAND_COLOURS[HANDS[h]], np.float32)[:, None, None, None]
         video = video + alpha * (colour - video)
     return np.rint(video).astype(np.uint8), hands
@@ -355,7 +358,8 @@ class SyntheticSignDataset(Dataset):
     Clip i of a split depends only on (seed, split, i), the signer partition,
     num_frames, image_size and max_glosses, so a larger ``num_clips`` extends the same list.
     ``max_glosses`` (1 to 3) bounds the glosses of a caption: 1 makes every caption a single
-    sign that fills the whole clip, the easiest task.
+    sign that fills the whole clip, the easiest task. ``hand_scale`` enlarges the hands (more
+    of a small frame then depends on the caption).
     """
 
     def __init__(
@@ -369,6 +373,7 @@ class SyntheticSignDataset(Dataset):
         num_test_signers: int = 2,
         seed: int = 0,
         max_glosses: int = MAX_GLOSSES,
+        hand_scale: float = 1.0,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -378,7 +383,9 @@ class SyntheticSignDataset(Dataset):
         _check_non_negative("seed", seed)
         if not 1 <= max_glosses <= MAX_GLOSSES:
             raise ValueError(f"data.max_glosses={max_glosses} must be between 1 and {MAX_GLOSSES}")
-        self.max_glosses = max_glosses
+        if not 0.5 <= hand_scale <= 3:
+            raise ValueError(f"data.hand_scale={hand_scale} must be between 0.5 and 3")
+        self.max_glosses, self.hand_scale = max_glosses, hand_scale
         self.split = split
         self.num_clips = num_clips
         self.num_frames = num_frames
@@ -408,7 +415,7 @@ class SyntheticSignDataset(Dataset):
         i %= self.num_clips
         signer, ids = self.clip_content(i)
         video, hands = render_clip([GLOSSES[g].word for g in ids], self._signers[signer],
-                                   self.num_frames, self.image_size)
+                                   self.num_frames, self.image_size, self.hand_scale)
         return {
             "video": torch.from_numpy(video),
             "caption": _caption(ids),

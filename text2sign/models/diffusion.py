@@ -14,6 +14,14 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.training_utils import compute_snr
 
 
+class TimestepSampling(str, Enum):
+    """How training draws timesteps: uniformly, or logit-normal (sigmoid of a standard normal,
+    Esser et al. 2024), which puts more of them at mid noise, where the text decides most."""
+
+    uniform = "uniform"
+    logit_normal = "logit_normal"
+
+
 class PredictionType(str, Enum):
     """What the denoiser predicts: the added noise, or the velocity of Salimans & Ho (2022)."""
 
@@ -43,7 +51,9 @@ class Diffusion:
         beta_schedule: str = "squaredcos_cap_v2",
         prediction_type: str = "v_prediction",
         snr_gamma: float | None = None,
+        timestep_sampling: str = "uniform",
     ):
+        self.timestep_sampling = TimestepSampling(timestep_sampling)
         if snr_gamma is not None and snr_gamma <= 0:
             raise ValueError(f"model.diffusion.snr_gamma={snr_gamma} must be > 0 (null: off)")
         self.snr_gamma = snr_gamma
@@ -58,8 +68,11 @@ class Diffusion:
 
     def sample_timesteps(self, batch_size: int, device: torch.device,
                          generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randint(0, self.num_train_timesteps, (batch_size,), device=device,
-                             generator=generator)
+        if self.timestep_sampling == TimestepSampling.uniform:
+            return torch.randint(0, self.num_train_timesteps, (batch_size,), device=device,
+                                 generator=generator)
+        u = torch.randn(batch_size, device=device, generator=generator).sigmoid()
+        return (u * self.num_train_timesteps).long().clamp(max=self.num_train_timesteps - 1)
 
     def loss_weights(self, t: torch.Tensor) -> torch.Tensor:
         """Per-sample weights (B,) of the training loss at timesteps t."""
