@@ -9,6 +9,7 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import CONF
+from data_fixtures import write_gif_folder
 from text2sign.callbacks.evaluation import Evaluation
 from text2sign.data.synthetic import SyntheticSignDataset
 from text2sign.generate import generate, load_module
@@ -74,6 +75,40 @@ def test_a_run_fills_eval_and_writes_samples(tiny_config, tmp_path):
     assert (tmp_path / "samples" / "grid.png").exists()
 
 
+RETRIEVAL = ("caption_retrieval_acc", "caption_retrieval_chance", "text_loss_gap")
+
+
+def test_every_run_reports_caption_retrieval_with_intervals_and_settings(tiny_config):
+    evaluation = run(tiny_config())["eval"]
+    for name in ("caption_retrieval_acc", "text_loss_gap"):
+        low, value, high = (evaluation[f"{name}{end}"] for end in ("_ci_low", "", "_ci_high"))
+        assert low <= value <= high
+    assert 0 <= evaluation["caption_retrieval_acc"] <= 1
+    assert evaluation["caption_retrieval_chance"] == pytest.approx(1 / 4)  # scale=tiny: K=4
+    assert evaluation["retrieval"]["num_clips"] == 4 and evaluation["retrieval"]["split"] == "test"
+
+
+def test_an_unconditional_model_ties_every_caption(tiny_config):
+    evaluation = run(tiny_config("model.conditioning=none"))["eval"]
+    assert evaluation["text_loss_gap"] == 0.0  # no caption can change its loss
+    assert evaluation["text_loss_gap_ci_low"] == evaluation["text_loss_gap_ci_high"] == 0.0
+    assert evaluation["caption_retrieval_acc"] in {0, 0.25, 0.5, 0.75, 1.0}
+
+
+def test_caption_retrieval_runs_on_file_data(tiny_config, tmp_path):
+    root = write_gif_folder(tmp_path / "gifs", signers=6, clips_per_signer=3)
+    evaluation = run(tiny_config("data=gif_folder", f"data.root={root}", "data.split=random",
+                                 "data.batch_size=2", f"data.cache_dir={tmp_path / 'cache'}"))["eval"]
+    assert all(evaluation[name] is not None for name in RETRIEVAL), evaluation["unavailable"]
+    assert evaluation["retrieval"]["num_candidates"] >= 2
+
+
+def test_retrieval_can_be_switched_off_and_says_so(tiny_config):
+    evaluation = run(tiny_config("eval.retrieval.enabled=false"))["eval"]
+    assert evaluation["caption_retrieval_acc"] is None
+    assert "eval.retrieval.enabled=false" in evaluation["unavailable"]["caption_retrieval_acc"]
+
+
 def test_disabled_evaluation_is_reported_not_invented(tiny_config):
     evaluation = run(tiny_config("eval.enabled=false"))["eval"]
     assert evaluation["temporal_consistency"] is None and evaluation["fvd"] is None
@@ -124,3 +159,13 @@ def test_generate_rejects_missing_ema_and_bad_paths(tiny_config, tmp_path):
 def test_evaluation_settings_are_validated():
     with pytest.raises(ValueError, match="eval.num_videos"):
         Evaluation(num_videos=0)
+    good = {"enabled": True, "num_clips": 4, "num_candidates": 4, "timesteps": [500],
+            "seed": 0, "batch_size": 8, "bootstrap": 10}
+    for key, value in (("num_candidates", 1), ("timesteps", []), ("num_clips", 0)):
+        with pytest.raises(ValueError, match=f"eval.retrieval.{key}"):
+            Evaluation(retrieval={**good, key: value})
+
+
+def test_retrieval_timesteps_outside_the_schedule_fail_before_training(tiny_config):
+    with pytest.raises(ValueError, match="eval.retrieval.timesteps"):
+        run(tiny_config("eval.retrieval.timesteps=[1000]"))

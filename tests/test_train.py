@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 from hydra.core.hydra_config import HydraConfig
 
-from conftest import TINY, compose_config, run_train
+from conftest import ROOT, TINY, compose_config, run_train
 from text2sign.train import run
 
 TRAIN_KEYS = {"steps", "epochs", "final_loss", "best_val_loss", "time_s", "peak_memory_gb",
@@ -132,3 +134,26 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
                 for p in sweep.glob("*/results.json")}
     assert statuses == {"data.batch_size=64,scale=tiny": "failed",
                         "data.batch_size=4,scale=tiny": "completed"}
+
+
+@pytest.mark.slow
+def test_the_positive_control_sweep_and_its_analysis(tmp_path):
+    """The plumbing of `experiment=positive_control` (at scale=tiny nothing is learned, so no
+    significance is asked): both arms per seed, the none arm's captions tie exactly, and
+    analyze.py groups the runs by model.conditioning."""
+    sweep = tmp_path / "sweep"
+    result = run_train("-m", "experiment=positive_control", *TINY, "seed=0,1",
+                       f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = [json.loads(p.read_text()) for p in sweep.glob("*/results.json")]
+    arms = sorted((r["factors"]["model.conditioning"], r["factors"]["seed"]) for r in runs)
+    assert arms == [("none", 0), ("none", 1), ("text", 0), ("text", 1)]
+    assert all(r["eval"]["text_loss_gap"] == 0.0 for r in runs
+               if r["factors"]["model.conditioning"] == "none")
+    analysis = subprocess.run([sys.executable, str(ROOT / "analyze.py"), str(sweep), "--baseline",
+                               "model.conditioning=none", "--quality", "caption_retrieval_acc"],
+                              capture_output=True, text=True, timeout=120)
+    assert analysis.returncode == 0, analysis.stderr[-3000:]
+    report = (sweep / "analysis" / "ABLATION_RESULTS_REPORT.txt").read_text()
+    assert "Quality metric: caption_retrieval_acc" in report
+    assert "model.conditioning=text" in report and "Baseline: model.conditioning=none" in report
