@@ -23,27 +23,28 @@ LONGER = [*TINY, "trainer.max_steps=12", "data.num_train=16", "trainer.val_check
 TIMINGS = {"train": {"time_s", "clips_per_s"}, "eval": {"inference_time_ms", "eval_time_s"},
            "provenance": {"started_at", "finished_at", "attempt", "attempts", "command"}}
 
-# TEXT2SIGN_KILL_AT (text2sign/faults.py): the process SIGKILLs itself there
+# TEXT2SIGN_KILL_AT (text2sign/faults.py): the process SIGKILLs itself there; the restarted
+# run resumes from the checkpoint named (README: Resuming runs and sweeps)
 PHASES = {
-    "training": "step@7",
-    "validation mid-run": "validation@3",  # the validation after step 6
-    "last validation": "validation@7",  # the validation after step 12
-    "checkpoint write": "write:last.ckpt@3",  # last.ckpt of step 6 not yet renamed
-    "final checkpoint write": "write:final.ckpt",
-    "evaluation": "write:evaluation_metrics.csv",  # its JSON written, its CSV not
-    "samples": "write:index.json",  # the clips written, the index not
-    "results write": "finish",
+    "training": ("step@7", "last.ckpt (step 6)"),
+    "validation mid-run": ("validation@3", "last.ckpt (step 4)"),  # after step 6
+    "last validation": ("validation@7", "last.ckpt (step 10)"),  # after step 12
+    "checkpoint write": ("write:last.ckpt@3", "last.ckpt (step 4)"),  # step 6's, not renamed
+    "final checkpoint write": ("write:final.ckpt", "last.ckpt (step 12)"),
+    "evaluation": ("write:evaluation_metrics.csv", "final.ckpt (step 12)"),  # JSON written
+    "samples": ("write:index.json", "final.ckpt (step 12)"),  # the clips written
+    "results write": ("finish", "final.ckpt (step 12)"),
 }
 FAST = {"evaluation"}  # the others: -m slow
 
 
-def start(run_dir, kill_at: str | None = None) -> subprocess.Popen:
+def start(run_dir, kill_at: str | None = None, output=subprocess.PIPE) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "TEXT2SIGN_KILL_AT"}
     if kill_at:
         env["TEXT2SIGN_KILL_AT"] = kill_at
     return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *LONGER,
                              f"hydra.run.dir={run_dir}"], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=output, stderr=subprocess.STDOUT)
 
 
 def finish(process: subprocess.Popen) -> tuple[int, str]:
@@ -122,27 +123,28 @@ def assert_same_run(run_dir, whole) -> None:
     pytest.param(phase, marks=[] if phase in FAST else [pytest.mark.slow]) for phase in PHASES])
 def test_killed_in_any_phase_and_restarted_a_run_ends_with_the_uninterrupted_record(
         phase, uninterrupted, tmp_path):
-    code, output = finish(start(tmp_path, kill_at=PHASES[phase]))
-    assert code == -signal.SIGKILL, f"not killed at {PHASES[phase]}:\n{output[-3000:]}"
+    kill_at, resume_point = PHASES[phase]
+    code, output = finish(start(tmp_path, kill_at))
+    assert code == -signal.SIGKILL, f"not killed at {kill_at}:\n{output[-3000:]}"
     assert json.loads((tmp_path / "results.json").read_text())["status"] == "running"
     code, output = finish(start(tmp_path))  # the same command again
     assert code == 0, output[-3000:]
+    assert f"resuming from checkpoints/{resume_point}" in output
     assert_same_run(tmp_path, uninterrupted)
 
 
 def test_sigkill_from_outside_at_a_random_step(uninterrupted, tmp_path):
-    step = random.Random().randint(2, 11)
-    process = start(tmp_path)
+    step = random.Random().randint(3, 11)  # last.ckpt of step 2 is written before row 3
+    process = start(tmp_path, output=subprocess.DEVNULL)  # not read while it runs
+    log = tmp_path / "training_metrics.csv"
     deadline = time.monotonic() + 240
-    while process.poll() is None:
-        path = tmp_path / "training_metrics.csv"
-        if path.exists() and sum(1 for _ in path.open()) - 1 >= step:
-            break
-        assert time.monotonic() < deadline, "the run never reached the step to kill it at"
+    while not (log.exists() and len(log.read_text().splitlines()) - 1 >= step):
+        assert process.poll() is None, f"the run ended before step {step}"
+        assert time.monotonic() < deadline, f"the run never reached step {step}"
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
-    finish(process)
+    assert process.wait() == -signal.SIGKILL
     code, output = finish(start(tmp_path))
     assert code == 0, output[-3000:]
-    assert "resuming from" in output or f"step {step}" in output, output[-3000:]
+    assert "resuming from checkpoints/last.ckpt" in output, f"killed at step {step}"
     assert_same_run(tmp_path, uninterrupted)

@@ -23,6 +23,7 @@ from text2sign.callbacks.training_log import TrainingLog
 from text2sign.checkpointing import AtomicCheckpointIO
 from text2sign.module import TextToSignModule
 from text2sign.results import plain
+from text2sign.sweep import job_outcome
 from text2sign.train import run
 
 def summary(result) -> list[str]:
@@ -135,6 +136,10 @@ def test_a_second_process_stops_at_once_and_a_dead_holder_is_taken_over(tmp_path
             f"run directory {tmp_path} is in use by process {holder.pid} on host "
             f"{platform.node()} since ")
         assert not (tmp_path / "results.json").exists()  # nothing of the holder's was touched
+        (tmp_path / "results.json").write_text('{"status": "running"}')  # as the holder's
+        kind, _, reason, done = job_outcome(tmp_path, sweep_started="")
+        assert (kind, done) == ("skipped", False)  # what a sweep's summary says of the job
+        assert reason.startswith(f"in use by process {holder.pid} on host {platform.node()}")
     finally:
         holder.kill()  # SIGKILL: its lock file still names it
         holder.wait()
@@ -240,7 +245,8 @@ def test_sigterm_stops_the_run_with_exit_status_143_and_it_resumes(monkeypatch, 
 
 
 # long enough to still be training when a second process has started (eval adds nothing here)
-MANY_STEPS = [*TINY, "trainer.max_steps=400", "eval.enabled=false"]
+MANY_STEPS = [*TINY, "trainer.max_steps=400", "trainer.val_check_interval=100",
+              "callbacks.last_checkpoint.every_n_train_steps=100", "eval.enabled=false"]
 
 
 def start_training(run_dir, *overrides: str) -> subprocess.Popen:

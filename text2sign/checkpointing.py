@@ -45,8 +45,9 @@ class StepCheckpoint(ModelCheckpoint):
 
     Lightning saves at the end of the training batch, before the validation; a run resumed from
     that file skips the validation (Lightning fast-forwards past it), so its `val/loss` and best
-    checkpoint would differ from an uninterrupted run's. List it after `best_checkpoint` so the
-    file holds the best score that validation produced.
+    checkpoint would differ from an uninterrupted run's. train.py lists it after
+    `best_checkpoint`, so the file holds the best score that validation produced. Whether a
+    validation follows is asked of Lightning's own loop (a private method: pinned Lightning).
     """
 
     _waiting = False  # a save waits for the end of this step's validation
