@@ -47,7 +47,7 @@ class StepCheckpoint(ModelCheckpoint):
     that file skips the validation (Lightning fast-forwards past it), so its `val/loss` and best
     checkpoint would differ from an uninterrupted run's. train.py lists it after
     `best_checkpoint`, so the file holds the best score that validation produced. Whether a
-    validation follows is asked of Lightning's own loop (a private method: pinned Lightning).
+    validation follows is asked of Lightning's own loop (a private method of Lightning 2.x).
     """
 
     _waiting = False  # a save waits for the end of this step's validation
