@@ -1,9 +1,13 @@
-"""Fault tolerance: a killed run resumes exactly, a re-run sweep skips what is done, and a
-non-finite loss is skipped or stops the run, as configured."""
+"""Fault tolerance: a re-run sweep skips what is done, one process per run directory, damaged
+checkpoints and failed writes survived, a SIGTERM recorded, and a non-finite loss skipped or
+fatal, as configured. (A run killed anywhere is tests/test_kill_anywhere.py.)"""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import platform
 import signal
 import subprocess
 import sys
@@ -13,88 +17,56 @@ import pytest
 import torch
 
 from conftest import ROOT, TINY, compose_config, run_train
+from data_fixtures import truncate
+from text2sign.attempts import RunDirectoryInUse, plan_attempt
+from text2sign.callbacks.training_log import TrainingLog
+from text2sign.checkpointing import AtomicCheckpointIO
 from text2sign.module import TextToSignModule
+from text2sign.results import plain
+from text2sign.sweep import job_outcome
 from text2sign.train import run
 
-# 4 batches per epoch, last.ckpt every 2 steps, validation mid-epoch: a kill lands mid-epoch
-LONGER = [*TINY, "trainer.max_steps=12", "data.num_train=16", "trainer.val_check_interval=3",
-          "eval.enabled=false"]
-
-
-def train_rows(run_dir) -> int:
-    path = run_dir / "training_metrics.csv"
-    return sum(1 for _ in path.open()) - 1 if path.exists() else 0
-
-
-def kill_after(steps: int, run_dir) -> None:
-    """Start the run and SIGKILL it once `steps` steps are logged (a checkpoint is behind)."""
-    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *LONGER,
-                                f"hydra.run.dir={run_dir}"], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
-    while train_rows(run_dir) < steps and process.poll() is None:
-        assert time.monotonic() < deadline, "the run never reached the step to kill it at"
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-
-
-def max_difference(a: dict, b: dict) -> float:
-    return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
-
-
-def test_sigkill_then_restart_ends_with_the_weights_of_an_uninterrupted_run(tmp_path):
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    assert run_train(*LONGER, f"hydra.run.dir={whole}").returncode == 0
-    kill_after(7, killed)
-    interrupted = json.loads((killed / "results.json").read_text())
-    assert interrupted["status"] == "running" and 7 <= train_rows(killed) < 12
-    restarted = run_train(*LONGER, f"hydra.run.dir={killed}")  # the same command again
-    assert restarted.returncode == 0, restarted.stderr[-3000:]
-    assert "resuming from" in restarted.stdout + restarted.stderr
-
-    a = torch.load(whole / "checkpoints" / "final.ckpt", weights_only=True)
-    b = torch.load(killed / "checkpoints" / "final.ckpt", weights_only=True)
-    assert a["global_step"] == b["global_step"] == 12
-    assert max_difference(a["state_dict"], b["state_dict"]) <= 1e-4
-    ema = next(k for k in a["callbacks"] if k.startswith("EMA"))
-    assert max_difference(a["callbacks"][ema]["shadow"], b["callbacks"][ema]["shadow"]) <= 1e-4
-    assert a["lr_schedulers"] == b["lr_schedulers"]  # the learning rate goes on, not reset
-    for x, y in zip(a["optimizer_states"][0]["state"].values(),
-                    b["optimizer_states"][0]["state"].values()):
-        assert max_difference(x, y) <= 1e-4
-    # the log has each step once, with the uninterrupted run's losses
-    rows = [(r.split(",")[1], r.split(",")[2]) for r in
-            (killed / "training_metrics.csv").read_text().splitlines()[1:]]
-    expected = [(r.split(",")[1], r.split(",")[2]) for r in
-                (whole / "training_metrics.csv").read_text().splitlines()[1:]]
-    assert rows == expected
-    results = json.loads((killed / "results.json").read_text())
-    assert results["status"] == "completed" and results["provenance"]["attempt"] == 2
-    assert not list(killed.rglob(".*.tmp"))  # no half-written file is left behind
+def summary(result) -> list[str]:
+    """The lines the sweep ended with: counts, then one line per job."""
+    lines = next(out for out in (result.stdout, result.stderr) if "] sweep " in out).splitlines()
+    start = max(i for i, line in enumerate(lines) if "] sweep " in line)
+    jobs = [line.strip() for line in lines[start + 1:] if line.startswith("  ")]
+    return [lines[start].split("] ", 1)[1], *jobs]
 
 
 def test_a_sweep_run_again_skips_what_is_done_and_retries_failures_when_asked(tmp_path):
     sweep = tmp_path / "sweep"
     command = ["-m", *TINY, "eval.enabled=false", "callbacks.ema.decay=0.9,1.5",
                f"hydra.sweep.dir={sweep}"]
-    assert run_train(*command).returncode == 0
+    first_run = run_train(*command)
+    assert first_run.returncode == 1  # a job failed
     done = sweep / "callbacks.ema.decay=0.9,eval.enabled=False,scale=tiny"
     failed = sweep / "callbacks.ema.decay=1.5,eval.enabled=False,scale=tiny"
+    reason = "ValueError: callbacks.ema.decay=1.5 must be in (0, 1)"
+    assert summary(first_run) == [
+        f"sweep {sweep}: 1 completed, 1 failed, 0 skipped",
+        f"completed {done.name}: attempt 1",
+        f"failed    {failed.name}: {reason}"]
     first = {d: (d / "results.json").read_text() for d in (done, failed)}
     assert json.loads(first[failed])["status"] == "failed"
 
     again = run_train(*command)
-    assert again.returncode == 0
+    assert again.returncode == 1
     said = again.stdout + again.stderr
     assert "completed earlier: skipped" in said and "retry_failed=true" in said
+    assert summary(again) == [
+        f"sweep {sweep}: 0 completed, 0 failed, 2 skipped",
+        f"skipped   {done.name}: completed earlier",
+        f"skipped   {failed.name}: failed earlier ({reason}); retry_failed=true runs it again"]
     assert {d: (d / "results.json").read_text() for d in first} == first  # untouched
 
     retried = run_train(*command, "retry_failed=true")
-    assert retried.returncode == 0
+    assert retried.returncode == 1
+    assert summary(retried)[0] == f"sweep {sweep}: 0 completed, 1 failed, 1 skipped"
     assert (done / "results.json").read_text() == first[done]
     results = json.loads((failed / "results.json").read_text())
     assert results["status"] == "failed" and results["provenance"]["attempt"] == 2
+    assert [a["status"] for a in results["provenance"]["attempts"]] == ["failed", "failed"]
     assert "retry_failed" not in results["factors"]
 
 
@@ -141,3 +113,180 @@ def test_old_step_checkpoints_are_pruned(tmp_path):
                         "eval.enabled=false"], tmp_path))
     kept = sorted(p.name for p in (tmp_path / "checkpoints").glob("step*.ckpt"))
     assert kept == ["step0000003.ckpt", "step0000004.ckpt"]  # save_top_k=2: the newest two
+
+
+def hold(run_dir) -> subprocess.Popen:
+    """Another process that holds `run_dir`, as a run training there would."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "from text2sign.attempts import hold_run_directory\n"
+         "with hold_run_directory(sys.argv[1]):\n"
+         "    print('held', flush=True)\n"
+         "    time.sleep(120)\n", str(run_dir)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_second_process_stops_at_once_and_a_dead_holder_is_taken_over(tmp_path, caplog):
+    holder = hold(tmp_path)
+    try:
+        with pytest.raises(RunDirectoryInUse) as refused:
+            run(compose_config(TINY, tmp_path))
+        assert str(refused.value).startswith(
+            f"run directory {tmp_path} is in use by process {holder.pid} on host "
+            f"{platform.node()} since ")
+        assert not (tmp_path / "results.json").exists()  # nothing of the holder's was touched
+        (tmp_path / "results.json").write_text('{"status": "running"}')  # as the holder's
+        kind, _, reason, done = job_outcome(tmp_path, sweep_started="")
+        assert (kind, done) == ("skipped", False)  # what a sweep's summary says of the job
+        assert reason.startswith(f"in use by process {holder.pid} on host {platform.node()}")
+    finally:
+        holder.kill()  # SIGKILL: its lock file still names it
+        holder.wait()
+    results = run(compose_config([*TINY, "eval.enabled=false"], tmp_path))
+    assert results["status"] == "completed"
+    assert f"taking over run directory {tmp_path} from process {holder.pid}" in caplog.text
+
+
+def damaged_run(run_dir, *checkpoints: str) -> None:
+    """As a run killed before the end of training, whose `checkpoints` were cut short."""
+    (run_dir / "checkpoints" / "final.ckpt").unlink()
+    for name in checkpoints:
+        truncate(run_dir / "checkpoints" / name)
+    results = json.loads((run_dir / "results.json").read_text())
+    (run_dir / "results.json").write_text(json.dumps({**results, "status": "running"}))
+
+
+def test_a_damaged_last_checkpoint_is_passed_over_and_with_none_intact_the_run_starts_over(
+        tmp_path, caplog):
+    overrides = [*TINY, "callbacks.step_checkpoints.every_n_train_steps=1", "eval.enabled=false"]
+    whole = run(compose_config(overrides, tmp_path))
+    same = ("steps", "epochs", "final_loss", "best_val_loss", "skipped_steps")
+
+    (tmp_path / "checkpoints" / "step0000004.ckpt").unlink()
+    damaged_run(tmp_path, "last.ckpt")
+    resumed = run(compose_config(overrides, tmp_path))
+    assert resumed["status"] == "completed"
+    assert {k: resumed["train"][k] for k in same} == {k: whole["train"][k] for k in same}
+    attempt = resumed["provenance"]["attempts"][-1]
+    assert attempt["resumed_from"] == "checkpoints/step0000003.ckpt"
+    assert attempt["notes"] == ["checkpoints/last.ckpt is damaged (RuntimeError: PytorchStream"
+                                "Reader failed reading zip archive: failed finding central "
+                                "directory)"]
+    assert "checkpoints/last.ckpt is damaged" in caplog.text
+
+    damaged_run(tmp_path, "last.ckpt", "step0000003.ckpt", "step0000004.ckpt")
+    plan = plan_attempt(tmp_path, False, plain(compose_config(overrides, tmp_path)))
+    assert plan.action == "start" and "starting over" in plan.reason and len(plan.notes) == 3
+    again = run(compose_config(overrides, tmp_path))
+    assert {k: again["train"][k] for k in same} == {k: whole["train"][k] for k in same}
+    assert again["provenance"]["attempts"][-1]["resumed_from"] is None
+    assert [a["status"] for a in again["provenance"]["attempts"]] == ["killed", "killed",
+                                                                       "completed"]
+    rows = (tmp_path / "training_metrics.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[1] for r in rows] == ["1", "2", "3", "4"]
+
+
+@pytest.mark.parametrize("disk_full", [False, True], ids=["write fails", "disk full"])
+def test_a_failed_checkpoint_write_keeps_the_previous_one_and_fails_the_run(
+        monkeypatch, tmp_path, disk_full):
+    """last.ckpt of step 4 fails half-written with ENOSPC (with disk_full, so does every
+    write after it): last.ckpt of step 2 and a readable results.json remain."""
+    def no_space(*args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def write_half(checkpoint, f):
+        f.write(b"\0" * 1000)
+        if disk_full:
+            monkeypatch.setattr(os, "fsync", no_space)
+        no_space()
+
+    save = AtomicCheckpointIO.save_checkpoint
+
+    def failing_save(self, checkpoint, path, storage_options=None):
+        if str(path).endswith("last.ckpt") and checkpoint["global_step"] == 4:
+            monkeypatch.setattr(torch, "save", write_half)
+        save(self, checkpoint, path, storage_options)
+
+    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", failing_save)
+    with pytest.raises(OSError, match="No space left on device"):
+        run(compose_config([*TINY, "eval.enabled=false"], tmp_path))
+    monkeypatch.undo()
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 2
+    assert not list(tmp_path.rglob(".*.tmp"))
+    results = json.loads((tmp_path / "results.json").read_text())
+    if disk_full:  # the failure could not be written: the run is resumed as if killed
+        assert results["status"] == "running"
+    else:
+        assert results["status"] == "failed" and not results["interrupted"]
+        assert results["error"] == "OSError: [Errno 28] No space left on device"
+
+
+def test_sigterm_stops_the_run_with_exit_status_143_and_it_resumes(monkeypatch, tmp_path):
+    step_end = TrainingLog.on_step_end
+
+    def terminated_at_step_3(self, trainer, pl_module):  # last.ckpt is step 2's
+        step_end(self, trainer, pl_module)
+        if trainer.global_step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler's preemption would
+
+    monkeypatch.setattr(TrainingLog, "on_step_end", terminated_at_step_3)
+    cfg = compose_config([*TINY, "eval.enabled=false"], tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        run(cfg)
+    assert stopped.value.code == 128 + signal.SIGTERM
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["status"] == "failed" and results["interrupted"]
+    assert results["provenance"]["attempts"][-1]["status"] == "interrupted"
+    assert results["train"]["steps"] == 3
+    plan = plan_attempt(tmp_path, False, plain(cfg))
+    assert plan.action == "resume" and plan.ckpt_path.name == "last.ckpt"
+
+
+# long enough to still be training when a second process has started (eval adds nothing here)
+MANY_STEPS = [*TINY, "trainer.max_steps=400", "trainer.val_check_interval=100",
+              "callbacks.last_checkpoint.every_n_train_steps=100", "eval.enabled=false"]
+
+
+def start_training(run_dir, *overrides: str) -> subprocess.Popen:
+    """`python train.py` in the background, returned once it has logged its first step."""
+    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *overrides,
+                                f"hydra.run.dir={run_dir}"], cwd=ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = run_dir / "training_metrics.csv"
+    deadline = time.monotonic() + 240
+    while not (log.exists() and len(log.read_text().splitlines()) > 1):
+        assert process.poll() is None, process.communicate()[0][-3000:]
+        assert time.monotonic() < deadline, "the run never started training"
+        time.sleep(0.05)
+    return process
+
+
+@pytest.mark.slow
+def test_two_runs_on_one_directory_the_second_stops_and_the_first_is_unaffected(tmp_path):
+    first = start_training(tmp_path, *MANY_STEPS)
+    second = run_train(*MANY_STEPS, f"hydra.run.dir={tmp_path}")
+    assert first.poll() is None, "the first run ended before the second was refused"
+    assert second.returncode == 1
+    assert (f"run directory {tmp_path} is in use by process {first.pid} on host "
+            f"{platform.node()}") in second.stdout + second.stderr
+    output, _ = first.communicate(timeout=600)
+    assert first.returncode == 0, output[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["status"] == "completed" and results["train"]["steps"] == 400
+    assert [a["status"] for a in results["provenance"]["attempts"]] == ["completed"]
+    steps = [r.split(",")[1] for r in
+             (tmp_path / "training_metrics.csv").read_text().splitlines()[1:]]
+    assert steps == [str(s) for s in range(1, 401)]
+
+
+@pytest.mark.slow
+def test_sigterm_from_outside_exits_nonzero_with_the_run_recorded_as_interrupted(tmp_path):
+    process = start_training(tmp_path, *MANY_STEPS)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 128 + signal.SIGTERM, output[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["status"] == "failed" and results["interrupted"], results["error"]
+    assert results["train"]["steps"] < 400

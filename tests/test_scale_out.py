@@ -88,7 +88,8 @@ def test_ddp_on_two_cpu_processes_writes_each_file_once(tmp_path):
     sweep = tmp_path / "sweep"
     result = run_train("-m", *TINY, "trainer=ddp", "trainer.devices=2", "optimizer.lr=1e-3,1e30",
                        f"hydra.sweep.dir={sweep}", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 1, result.stderr[-3000:]  # one job failed
+    assert f"sweep {sweep}: 1 completed, 1 failed, 0 skipped" in result.stdout + result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]  # no stray output dirs
     assert result.stdout.count("Launching 2 jobs") == 1  # the workers did not restart the sweep
     healthy, diverged = (sweep / f"optimizer.lr={lr},scale=tiny,trainer.devices=2,trainer=ddp"

@@ -129,7 +129,9 @@ def test_the_users_multirun_command(tmp_path):
 def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     sweep = tmp_path / "sweep"
     result = run_train("-m", *TINY, "data.batch_size=64,4", f"hydra.sweep.dir={sweep}")
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 1, result.stderr[-3000:]  # the sweep says a job failed
+    assert ("  failed    data.batch_size=64,scale=tiny: ValueError: data.batch_size=64 is larger "
+            "than data.num_train=32") in result.stdout + result.stderr
     statuses = {p.parent.name: json.loads(p.read_text())["status"]
                 for p in sweep.glob("*/results.json")}
     assert statuses == {"data.batch_size=64,scale=tiny": "failed",

@@ -4,28 +4,43 @@ the same `hydra.sweep.dir`, a run killed and restarted, or a SLURM job requeued.
     earlier results.json     action
     none                     start (from ckpt_path, if one is given)
     "completed"              skip
-    "running" (killed)       resume from checkpoints/last.ckpt
+    "running" (killed)       resume
     "failed", interrupted    resume (Ctrl+C, SIGTERM, SLURM preemption or time limit)
     "failed"                 skip; with retry_failed=true, resume (or start over)
 
-A run started in a used directory with a different config is not the same job: it starts
-(from ckpt_path if given, e.g. to continue training with a larger trainer.max_steps).
+A run resumes from its intact checkpoint with the highest step (final.ckpt once training has
+ended, else last.ckpt or a step checkpoint); a damaged one is passed over, and with none left
+the run starts over. A run started in a used directory with a different config is not the
+same job: it starts (from ckpt_path if given, e.g. to continue training with a larger
+trainer.max_steps). One process at a time holds a run directory (`hold_run_directory`).
 """
 
 from __future__ import annotations
 
+import csv
+import fcntl
 import json
 import logging
-from dataclasses import dataclass
+import os
+import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from text2sign.checkpointing import last_checkpoint
+from text2sign.checkpointing import resume_point
+from text2sign.results import ARTIFACTS, now_iso
 
 log = logging.getLogger(__name__)
 
 # Exceptions that stop a run from outside; such a run is resumed, never counted as failed.
 INTERRUPTIONS = (KeyboardInterrupt, SystemExit)
+LOCK = ".lock"
+
+
+class RunDirectoryInUse(RuntimeError):
+    """Another live process holds the run directory."""
 
 
 @dataclass
@@ -35,6 +50,8 @@ class Plan:
     attempt: int = 1  # the number of this attempt at the run
     previous: dict[str, Any] | None = None  # the earlier results.json
     ckpt_path: Path | None = None  # where a resumed run continues from
+    earlier: list[dict[str, Any]] = field(default_factory=list)  # provenance.attempts so far
+    notes: list[str] = field(default_factory=list)  # checkpoints passed over, and why
 
 
 # Keys that say how to start a run, not what it computes.
@@ -56,11 +73,44 @@ def plan_attempt(run_dir: str | Path, retry_failed: bool, config: dict[str, Any]
     if status == "failed" and not previous.get("interrupted") and not retry_failed:
         return Plan("skip", f"failed earlier ({error}): skipped; retry_failed=true runs it again",
                     number, previous)
-    ckpt = last_checkpoint(run_dir)
-    if ckpt is None:
-        return Plan("start", f"earlier attempt ({status}) left no checkpoint: starting over",
-                    number, previous)
-    return Plan("resume", f"attempt {number}: resuming from {ckpt}", number, previous, ckpt)
+    earlier = earlier_attempts(run_dir, previous)
+    point = resume_point(run_dir, lambda saved: _what(saved) == _what(config))
+    if point.path is None:
+        why = "; ".join(point.passed_over) or "no checkpoint"
+        return Plan("start", f"attempt {number}: the earlier attempt ({status}) left no usable "
+                    f"checkpoint ({why}): starting over", number, previous, None, earlier,
+                    point.passed_over)
+    rel = point.path.relative_to(run_dir)
+    return Plan("resume", f"attempt {number}: resuming from {rel} (step {point.step})", number,
+                previous, point.path, earlier, point.passed_over)
+
+
+def earlier_attempts(run_dir: Path, previous: dict[str, Any]) -> list[dict[str, Any]]:
+    """`provenance.attempts` of the earlier results.json. An attempt whose process was killed
+    (status still "running") is marked "killed", with the training time it logged before."""
+    provenance = previous.get("provenance", {})
+    attempts = [dict(a) for a in provenance.get("attempts", [])]
+    if not attempts:  # written before attempts were listed: one entry for them all
+        attempts = [{"attempt": provenance.get("attempt", 1), "status": previous.get("status"),
+                     "train_time_s": previous.get("train", {}).get("time_s")}]
+    last = attempts[-1]
+    if previous.get("status") == "running":
+        before = sum(a.get("train_time_s") or 0.0 for a in attempts[:-1])
+        last.update(status="killed", finished_at=None,
+                    train_time_s=round(max(0.0, _logged_train_time(run_dir) - before), 3))
+    return attempts
+
+
+def _logged_train_time(run_dir: Path) -> float:
+    """The run's training time at the last step its training log holds (0 without one)."""
+    try:
+        with open(run_dir / ARTIFACTS["training_metrics"], newline="") as f:
+            last = None
+            for last in csv.DictReader(f):
+                pass
+    except FileNotFoundError:
+        return 0.0
+    return float(last["elapsed_s"]) if last and last.get("elapsed_s") else 0.0
 
 
 def _what(config: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -75,3 +125,56 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError) as err:  # these are written atomically: this is foreign
         log.warning("cannot read %s (%s): treating the run as new", path, err)
         return None
+
+
+@contextmanager
+def hold_run_directory(run_dir: str | Path) -> Iterator[None]:
+    """Hold `run_dir` for this process while the block runs; a second process stops at once.
+
+    An exclusive flock on `<run_dir>/.lock`: the operating system releases it when the process
+    ends, however it ends, so the lock of a dead process is free to take over. The file names
+    the holder (pid and host) for the message the second process gives.
+    """
+    path = Path(run_dir) / LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd) or "another process"
+            raise RunDirectoryInUse(
+                f"run directory {run_dir} is in use by {holder}: two processes must not train "
+                "one run. Wait for it to end, or stop it; its run is then resumed here") from None
+        if _holder(fd):
+            log.warning("taking over run directory %s from %s, which ended without releasing it",
+                        run_dir, _holder(fd))
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} on host {platform.node()} since {now_iso()}\n"
+                  .encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # released cleanly: nothing to take over
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def held_by(run_dir: str | Path) -> str | None:
+    """Who holds `run_dir` now ("process PID on host HOST since ..."), or None."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _holder(fd) or "another process"
+    finally:
+        os.close(fd)  # closing releases a lock this call took
+    return None
+
+
+def _holder(fd: int) -> str:
+    return os.pread(fd, 512, 0).decode(errors="replace").strip()

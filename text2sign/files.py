@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from text2sign.faults import kill_point
+
 
 @contextmanager
 def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO]:
@@ -26,6 +28,7 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        kill_point(f"write:{path.name}")
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from datetime import datetime, timezone
 from enum import Enum
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from text2sign.faults import kill_point
 from text2sign.files import atomic_write_json
 
 SCHEMA_VERSION = 1
@@ -116,23 +118,36 @@ def one_line(error: BaseException) -> str:
 
 
 class RunRecord:
-    """The results.json of one run, rewritten atomically at every update."""
+    """The results.json of one run, rewritten atomically at every update.
 
-    def __init__(self, run_dir: str | Path, cfg: DictConfig, attempt: int = 1, write: bool = True):
+    `provenance.attempts` lists every attempt at the run (an interrupted or killed run is
+    resumed by another): its start and end, status, training time, the checkpoint it resumed
+    from and notes such as checkpoints passed over. `train.time_s` is their training time summed.
+    """
+
+    def __init__(self, run_dir: str | Path, cfg: DictConfig, attempt: int = 1, write: bool = True,
+                 earlier: Sequence[dict[str, Any]] = (), resumed_from: str | None = None,
+                 notes: Sequence[str] = ()):
         self.run_dir, self.write = Path(run_dir), write  # write=False: a DDP rank other than 0
+        about = provenance()
+        self.attempt = {"attempt": attempt, "status": "running", "started_at": about["started_at"],
+                        "finished_at": None, "train_time_s": None, "resumed_from": resumed_from,
+                        "notes": list(notes), "error": None}
+        self.earlier_train_time_s = sum(a.get("train_time_s") or 0.0 for a in earlier)
         self.results: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "status": "running",
             "error": None,
             "interrupted": False,
             "factors": run_factors(cfg),
-            "train": dict.fromkeys(("steps", "epochs", "final_loss", "best_val_loss", "time_s",
-                                    "peak_memory_gb", "avg_memory_gb", "clips_per_s",
-                                    "skipped_steps")),
+            "train": {**dict.fromkeys(("steps", "epochs", "final_loss", "best_val_loss", "time_s",
+                                       "peak_memory_gb", "avg_memory_gb", "clips_per_s",
+                                       "skipped_steps")),
+                      "time_s": round(self.earlier_train_time_s, 3)},
             "model": dict.fromkeys(("num_parameters_millions", "trainable_parameters_millions")),
             "data": dict.fromkeys(("name", "num_train", "num_val", "num_skipped", "num_padded")),
             "eval": {"weights": "ema" if cfg.ema else "raw"},
-            "provenance": {**provenance(), "attempt": attempt},
+            "provenance": {**about, "attempt": attempt, "attempts": [*earlier, self.attempt]},
             "artifacts": {},
         }
         self.metadata = {
@@ -145,11 +160,18 @@ class RunRecord:
         self.results[section].update(values)
         self._write()
 
+    def update_attempt(self, **values: Any) -> None:
+        """This attempt's entry of provenance.attempts (e.g. its train_time_s)."""
+        self.attempt.update(values)
+        self._write()
+
     def finish(self, status: str, error: str | None = None, interrupted: bool = False) -> None:
         """`interrupted`: stopped from outside (Ctrl+C, SIGTERM, preemption): resumable."""
         self.results["status"], self.results["error"] = status, error
         self.results["interrupted"] = interrupted
         self.results["provenance"]["finished_at"] = now_iso()
+        self.attempt.update(status="interrupted" if interrupted else status, error=error,
+                            finished_at=self.results["provenance"]["finished_at"])
         evaluation = self.results["eval"]
         unavailable = evaluation.setdefault("unavailable", {})
         not_run = unavailable.get("evaluation", "the run ended before its evaluation")
@@ -159,6 +181,7 @@ class RunRecord:
                 unavailable[metric] = f"not evaluated: {not_run}"
         self.results["artifacts"] = {name: rel for name, rel in ARTIFACTS.items()
                                      if (self.run_dir / rel).exists()}
+        kill_point("finish")
         self._write()
 
     def _write(self) -> None:

@@ -8,6 +8,8 @@ it does not complete.
 from __future__ import annotations
 
 import logging
+import math
+import signal
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
@@ -18,12 +20,19 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from text2sign import perf
-from text2sign.attempts import INTERRUPTIONS, plan_attempt
+from text2sign.attempts import (
+    INTERRUPTIONS,
+    Plan,
+    RunDirectoryInUse,
+    hold_run_directory,
+    plan_attempt,
+)
 from text2sign.callbacks.gpu_memory import GPUMemoryMonitor
 from text2sign.callbacks.training_log import TrainingLog
-from text2sign.checkpointing import remove_partial_writes
+from text2sign.checkpointing import StepCheckpoint, remove_partial_writes
 from text2sign.distributed import is_rank_zero, launches_workers, worker_launch
 from text2sign.files import atomic_write_json
 from text2sign.module import TextToSignModule
@@ -31,6 +40,8 @@ from text2sign.parallel import share_cpu, use_own_gpu
 from text2sign.results import RunRecord, one_line, parameter_counts, plain
 
 log = logging.getLogger(__name__)
+
+AFTER_TRAINING = ("samples", "evaluation")  # callbacks that _fit_and_validate calls itself
 
 # The frozen text encoder is in eval mode on purpose; the second is internal to Lightning.
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
@@ -49,6 +60,10 @@ def main(cfg: DictConfig) -> None:
         share_cpu(HydraConfig.get().launcher.get("n_jobs") or 1)
     try:
         run(cfg)
+    except RunDirectoryInUse as err:
+        if not multirun:
+            raise
+        log.error("%s; this job is skipped", err)
     except Exception:
         if not multirun:
             raise
@@ -59,31 +74,42 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Train and validate one configuration; returns the content of its results.json.
 
     A run directory that already holds an attempt is continued, not overwritten: a completed
-    run is skipped, an interrupted one resumes from checkpoints/last.ckpt, and a failed one
-    is skipped unless `retry_failed=true`.
+    run is skipped, an interrupted one resumes from its newest intact checkpoint, and a failed
+    one is skipped unless `retry_failed=true`. A directory another process holds is not touched.
     """
     run_dir = Path(cfg.paths.output_dir)
-    plan = plan_attempt(run_dir, cfg.retry_failed, plain(cfg))
-    log.info("run directory: %s (%s)", run_dir, plan.reason)
-    if plan.action == "skip":
-        return plan.previous
-    if is_rank_zero():  # other ranks must not delete a file rank 0 is writing
-        remove_partial_writes(run_dir)
-    if plan.action == "resume" and cfg.train:
-        cfg.ckpt_path = str(plan.ckpt_path)
-    return attempt(cfg, plan.attempt)
+    with hold_run_directory(run_dir) if is_rank_zero() else nullcontext():
+        plan = plan_attempt(run_dir, cfg.retry_failed, plain(cfg))
+        log.info("run directory: %s (%s)", run_dir, plan.reason)
+        for note in plan.notes:
+            log.warning("%s: not used", note)
+        if plan.action == "skip":
+            return plan.previous
+        if is_rank_zero():  # other ranks must not delete a file rank 0 is writing
+            remove_partial_writes(run_dir)
+        if plan.action == "resume" and cfg.train:
+            cfg.ckpt_path = str(plan.ckpt_path)
+        return attempt(cfg, plan)
 
 
-def attempt(cfg: DictConfig, number: int = 1) -> dict[str, Any]:
+def attempt(cfg: DictConfig, plan: Plan | None = None) -> dict[str, Any]:
     """One attempt at a run (DDP workers run this too, writing nothing)."""
+    plan = plan or Plan("start", "a DDP worker")
     run_dir = Path(cfg.paths.output_dir)
-    record = RunRecord(run_dir, cfg, attempt=number, write=is_rank_zero())
+    resumed_from = plan.ckpt_path and str(plan.ckpt_path.relative_to(run_dir))
+    record = RunRecord(run_dir, cfg, plan.attempt, is_rank_zero(), plan.earlier,
+                       resumed_from if cfg.train else None, plan.notes)
     callbacks: dict[str, pl.Callback] = {}
     try:
         _train(cfg, run_dir, record, callbacks)
     except BaseException as err:
-        _record_training(record, callbacks)
-        record.finish("failed", one_line(err), interrupted=isinstance(err, INTERRUPTIONS))
+        try:
+            _record_training(record, callbacks)
+            record.finish("failed", one_line(err), interrupted=isinstance(err, INTERRUPTIONS))
+        except OSError as unwritten:  # e.g. the full disk that failed the run
+            log.error("results.json could not record the failure: %s", unwritten)
+        if isinstance(err, SIGTERMException):  # a SystemExit without a code would exit 0
+            raise SystemExit(128 + signal.SIGTERM) from err
         raise
     record.finish("completed")
     return record.results
@@ -125,30 +151,41 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord, callbacks: dict) -
 
     callbacks.update({name: instantiate(c) for name, c in cfg.callbacks.items()})
     callbacks["evaluation"] = instantiate(cfg.eval)
+    for callback in callbacks.values():
+        if isinstance(callback, TrainingLog):
+            callback.time_before = record.earlier_train_time_s
     loggers = [instantiate(c) for c in cfg.logger.values()]
-    trainer = instantiate(cfg.trainer, callbacks=list(callbacks.values()), logger=loggers)
+    trainer = instantiate(cfg.trainer, callbacks=_lightning_callbacks(callbacks), logger=loggers)
     launch = worker_launch(cfg, run_dir) if launches_workers(trainer) else nullcontext()
     with launch:
         _fit_and_validate(cfg, trainer, module, datamodule, record, callbacks)
 
 
+def _lightning_callbacks(callbacks: dict[str, pl.Callback]) -> list[pl.Callback]:
+    """The callbacks Lightning calls: all but samples and evaluation, which run after training
+    (after final.ckpt is saved). A StepCheckpoint saves after the step's validation, so it must
+    come after best_checkpoint has scored it (Lightning keeps checkpoint callbacks in order)."""
+    hooks = [c for name, c in callbacks.items() if name not in AFTER_TRAINING]
+    return sorted(hooks, key=lambda c: isinstance(c, StepCheckpoint))
+
+
 def _fit_and_validate(cfg: DictConfig, trainer: pl.Trainer, module: TextToSignModule,
                       datamodule: pl.LightningDataModule, record: RunRecord,
                       callbacks: dict) -> None:
+    """Train (resumed, or skipped when an earlier attempt finished it), save final.ckpt, then
+    validate, write samples and evaluate the reported weights: what an interrupted attempt
+    did after training is redone, with the same results."""
     run_dir = Path(cfg.paths.output_dir)
     if cfg.train:
-        # samples and evaluation run at the end of fit, with the reported weights
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
         trainer.save_checkpoint(run_dir / "checkpoints" / "final.ckpt", weights_only=False)
         _record_training(record, callbacks, trainer)
-        (metrics,) = trainer.validate(module, datamodule=datamodule, verbose=False)
-    else:
-        # restores the weights and the EMA state, then evaluates as after training
-        (metrics,) = trainer.validate(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path,
-                                      verbose=False, weights_only=True)
-        if trainer.is_global_zero:
-            callbacks["samples"].write(trainer, module)
-            callbacks["evaluation"].evaluate(trainer, module)
+    # without training: restores the weights and the EMA state of ckpt_path
+    (metrics,) = trainer.validate(module, datamodule=datamodule, verbose=False, weights_only=True,
+                                  ckpt_path=None if cfg.train else cfg.ckpt_path)
+    if trainer.is_global_zero:
+        callbacks["samples"].write(trainer, module)
+        callbacks["evaluation"].evaluate(trainer, module)
     record.update("eval", {"val_loss": metrics["val/loss"], **callbacks["evaluation"].results})
 
 
@@ -157,9 +194,22 @@ def _record_training(record: RunRecord, callbacks: dict, trainer: pl.Trainer | N
     for callback in callbacks.values():
         if isinstance(callback, (TrainingLog, GPUMemoryMonitor)):
             record.update("train", callback.summary())
+        if isinstance(callback, TrainingLog):
+            record.update_attempt(train_time_s=round(callback.attempt_time_s(), 3))
     best = callbacks.get("best_checkpoint")
     if best is not None and best.best_model_score is not None:
         record.update("train", {"best_val_loss": float(best.best_model_score)})
     if trainer is not None:
-        record.update("train", {"epochs": trainer.current_epoch,
+        record.update("train", {"epochs": _epochs(trainer),
                                 "skipped_steps": trainer.lightning_module.skipped_steps})
+
+
+def _epochs(trainer: pl.Trainer) -> int:
+    """Passes over the training data begun, a last partial one included (as Lightning counts a
+    run stopped by max_steps), from the global step: the same whether the last steps ran in
+    this attempt or an earlier one, whose checkpoint may predate Lightning's end-of-fit count."""
+    batches = trainer.num_training_batches
+    if not batches or math.isinf(batches):
+        return trainer.current_epoch
+    steps_per_epoch = math.ceil(batches / trainer.accumulate_grad_batches)
+    return math.ceil(trainer.global_step / steps_per_epoch)

@@ -172,6 +172,7 @@ class Evaluation(pl.Callback):
         run_dir = Path(trainer.default_root_dir)
         path = run_dir / "evaluation_metrics.json"
         history = json.loads(path.read_text()) if path.exists() else []
+        history = [h for h in history if h["step"] != trainer.global_step]  # redone on resume
         history.append({"step": trainer.global_step, **self.results})
         atomic_write_json(path, history)
         scalar_rows = [{k: v for k, v in row.items() if not isinstance(v, dict)} for row in history]

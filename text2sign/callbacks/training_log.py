@@ -7,17 +7,21 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.trainer.states import TrainerFn
 
 from text2sign.callbacks.gpu_memory import GPUMemoryMonitor
 from text2sign.callbacks.step_end import StepEndCallback
+from text2sign.faults import kill_point
 from text2sign.files import CsvLog, atomic_write_json
 
 
 class TrainingLog(StepEndCallback):
     """One row per optimizer step; the CSV is flushed every step, the JSON written at the end.
 
-    `elapsed_s` is training wall time, carried over when a run resumes from a checkpoint.
-    Memory columns come from the GPUMemoryMonitor when one is configured.
+    `elapsed_s` is the training wall time spent on the run so far, over all its attempts:
+    `time_before` (set by the caller) is the time of the earlier attempts. A resumed run first
+    drops the rows after its checkpoint's step, so every step appears once. Memory columns
+    come from the GPUMemoryMonitor when one is configured.
     """
 
     columns = ("epoch", "step", "loss", "lr", "lr_text_encoder", "elapsed_s",
@@ -26,24 +30,34 @@ class TrainingLog(StepEndCallback):
     def __init__(self, filename: str = "training_metrics.csv"):
         self.filename = filename
         self.rows: list[dict[str, Any]] = []
-        self.elapsed_before = 0.0  # training time of earlier sessions of a resumed run
+        self.time_before = 0.0  # training time of the run's earlier attempts
         self.clips_seen = 0
+        self._trained = 0.0  # training time of this attempt, up to the last on_train_end
         self._start: float | None = None  # perf_counter() while training runs
+        self._restored_step = 0  # the step of the checkpoint this attempt resumed from
         self._csv: CsvLog | None = None
 
-    def elapsed_s(self) -> float:
+    def attempt_time_s(self) -> float:
+        """Training wall time of this attempt (this process)."""
         running = 0.0 if self._start is None else time.perf_counter() - self._start
-        return self.elapsed_before + running
+        return self._trained + running
+
+    def elapsed_s(self) -> float:
+        return self.time_before + self.attempt_time_s()
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        self._restored_step = checkpoint["global_step"]
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # before training starts, and even when a resumed run has no step left to train
+        if trainer.is_global_zero:
+            self._csv = CsvLog(Path(trainer.default_root_dir) / self.filename, self.columns,
+                               keep=lambda row: int(row["step"]) <= self._restored_step)
+            self.rows = [_parse(row) for row in self._csv.read()]
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
         self._start = time.perf_counter()
-        if not trainer.is_global_zero:
-            return
-        step = trainer.global_step  # restored by now when the run resumes
-        self._csv = CsvLog(Path(trainer.default_root_dir) / self.filename, self.columns,
-                           keep=lambda row: int(row["step"]) <= step)
-        self.rows = [_parse(row) for row in self._csv.read()]
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.clips_seen += len(batch["caption"]) * trainer.world_size  # all ranks' clips
@@ -67,9 +81,17 @@ class TrainingLog(StepEndCallback):
         self.rows.append(row)
         self._csv.write_rows([row])
         pl_module.log("lr", row["lr"], on_step=True, on_epoch=False)
+        kill_point("step")
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
+                                dataloader_idx=0) -> None:
+        if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
+            kill_point("validation")
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.elapsed_before, self._start = self.elapsed_s(), None
+        self._trained, self._start = self.attempt_time_s(), None
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._csv is None:
             return  # not rank 0
         self._csv.close()
@@ -86,10 +108,9 @@ class TrainingLog(StepEndCallback):
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"elapsed_s": self.elapsed_s(), "clips_seen": self.clips_seen}
+        return {"clips_seen": self.clips_seen}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.elapsed_before = state_dict["elapsed_s"]
         self.clips_seen = state_dict["clips_seen"]
 
 

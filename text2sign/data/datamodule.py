@@ -110,9 +110,9 @@ class SyntheticSignDataModule(BatchLoaders):
             for split in SPLITS
         }
         if batch_size > num_train:
-            raise ValueError(
-                f"data.batch_size={batch_size} is larger than data.num_train={num_train}"
-            )
+            raise ValueError(f"data.batch_size={batch_size} is larger than data.num_train="
+                             f"{num_train}: set data.batch_size to at most {num_train}, or "
+                             f"data.num_train to at least {batch_size}")
 
     def report(self) -> dict[str, Any]:
         """What data_report.json records: clips and signers per split, skipped files."""
@@ -178,8 +178,10 @@ class ClipDataModule(BatchLoaders):
             raise DataError(f"data={self.name}: no usable clip ({len(self.skipped)} skipped, e.g. "
                             f"{example}): check {self.key}")
         parts = split_clips([c.clip for c in cached], split, val_fraction, test_fraction, seed)
-        self.datasets = self._datasets(cached, parts, {"train": num_train, "val": num_val,
-                                                       "test": num_test}, num_frames, seed)
+        caps = {"train": num_train, "val": num_val, "test": num_test}
+        self.datasets = self._datasets(cached, parts, caps, num_frames, seed)
+        if self.batch_size > len(self.datasets["train"]):
+            raise DataError(self._too_few_for_a_batch(split, num_train))
         log.info("%s", self.summary())
 
     def _datasets(self, cached: list[CachedClip], parts: dict[str, list[Clip]],
@@ -194,10 +196,23 @@ class ClipDataModule(BatchLoaders):
             if len(dataset) == 0:
                 raise DataError(f"data={self.name}: the {part} split is empty: set data.split, "
                                 "data.val_fraction or data.test_fraction")
-        if self.batch_size > len(datasets["train"]):
-            raise ValueError(f"data.batch_size={self.batch_size} is larger than the "
-                             f"{len(datasets['train'])} training clips")
         return datasets
+
+    def _too_few_for_a_batch(self, split: SplitMode, num_train: Optional[int]) -> str:
+        """What each part got, and the ways out, when training clips cannot fill one batch."""
+        train = len(self.datasets["train"])
+        parts = ", ".join(
+            f"{part} {_count(len(ds), 'clip')} of {_count(len(ds.signers), 'signer')}"
+            for part, ds in self.datasets.items())
+        ways = [f"a smaller data.batch_size (at most {train})"]
+        if num_train is not None and num_train == train:
+            ways.append(f"a larger data.num_train (now {num_train})")
+        if split == SplitMode.signer:
+            ways.append("data.split=random (the clips, not the signers, are split)")
+        ways.append("more clips" + (" from more signers" if split == SplitMode.signer else ""))
+        return (f"data={self.name}: data.batch_size={self.batch_size} is larger than the {train} "
+                f"training clips (data.split={split.value}: {parts}; "
+                f"{len(self.skipped)} files skipped). Use {', '.join(ways[:-1])} or {ways[-1]}")
 
     def index(self) -> tuple[list[Clip], list[Skipped]]:
         raise NotImplementedError
@@ -286,6 +301,10 @@ def _decode_all(cache: ClipCache, clips: list[Clip], num_workers: int) -> list[P
 
     with ThreadPoolExecutor(max(1, num_workers)) as pool:
         return list(pool.map(load, clips))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _length(entry: Path) -> int:

@@ -1,0 +1,34 @@
+"""A test hook: kill this process at a named point of a run, to prove that nothing is lost.
+
+    TEXT2SIGN_KILL_AT=POINT[@N] python train.py ...
+
+SIGKILLs the process (no handler runs, nothing is cleaned up: as a power cut or the OOM killer
+would) the N-th time (default 1) it reaches POINT:
+
+    step             an optimizer step, once its row is in training_metrics.csv
+    validation       a validation batch during training
+    write:<name>     a file called <name> (last.ckpt, evaluation_metrics.csv, index.json, ...)
+                     fully written to its temporary file, not yet renamed over the old one
+    finish           the run done, its final results.json not yet written
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+
+KILL_AT = "TEXT2SIGN_KILL_AT"
+_reached: Counter = Counter()
+
+
+def kill_point(point: str) -> None:
+    wanted = os.environ.get(KILL_AT)
+    if not wanted:
+        return
+    name, _, nth = wanted.partition("@")
+    if name != point:
+        return
+    _reached[point] += 1
+    if _reached[point] == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
