@@ -41,7 +41,7 @@ from text2sign.results import RunRecord, one_line, parameter_counts, plain
 
 log = logging.getLogger(__name__)
 
-AFTER_TRAINING = ("samples", "evaluation")  # callbacks that _fit_and_validate calls itself
+AFTER_TRAINING = ("samples", "evaluation")  # run by _fit_and_validate, not Lightning callbacks
 
 # The frozen text encoder is in eval mode on purpose; the second is internal to Lightning.
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
@@ -151,6 +151,7 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord, callbacks: dict) -
 
     callbacks.update({name: instantiate(c) for name, c in cfg.callbacks.items()})
     callbacks["evaluation"] = instantiate(cfg.eval)
+    callbacks["evaluation"].check(module)
     for callback in callbacks.values():
         if isinstance(callback, TrainingLog):
             callback.time_before = record.earlier_train_time_s

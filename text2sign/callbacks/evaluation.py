@@ -27,7 +27,7 @@ from text2sign.metrics.errors import MetricUnavailable
 from text2sign.metrics.suite import video_metrics
 
 
-class Evaluation(pl.Callback):
+class Evaluation:
     """Args mirror conf/eval/default.yaml; `fvd` and `lpips` hold the loaders' settings,
     `retrieval` the caption retrieval's (`retrieval.caption_retrieval`)."""
 
@@ -60,15 +60,12 @@ class Evaluation(pl.Callback):
         self.fvd_settings, self.lpips_settings = dict(fvd or {}), dict(lpips or {})
         self.results: dict[str, Any] = {}
 
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+    def check(self, pl_module: pl.LightningModule) -> None:
+        """Settings that need the model, checked before training starts."""
         steps = pl_module.diffusion.num_train_timesteps
         if self.retrieval["enabled"] and not all(0 <= t < steps for t in self.retrieval["timesteps"]):
             raise ValueError(f"eval.retrieval.timesteps={self.retrieval['timesteps']} must lie in "
                              f"[0, {steps}) (model.diffusion.num_train_timesteps)")
-
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.is_global_zero:  # DDP: rank 0 evaluates, the others wait at the next barrier
-            self.evaluate(trainer, pl_module)
 
     def settings(self) -> dict[str, Any]:
         return {"split": self.split, "num_videos": self.num_videos, "steps": self.steps,

@@ -21,7 +21,7 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "empty"
 
 
-class Samples(pl.Callback):
+class Samples:
     """After training, writes samples/<prompt>.gif and .mp4, samples/grid.png (frames across,
     prompts down, captions written), samples/index.json, and the grid to TensorBoard.
 
@@ -38,10 +38,6 @@ class Samples(pl.Callback):
                              "prompts")
         self.prompts, self.steps, self.guidance_scale = list(prompts), steps, guidance_scale
         self.seed, self.fps = seed, fps
-
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.is_global_zero:
-            self.write(trainer, pl_module)
 
     def write(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         with reported_weights(trainer, pl_module):
