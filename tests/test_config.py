@@ -33,10 +33,10 @@ def test_scales_set_the_documented_sizes(tmp_path):
     assert (full.data.image_size, full.data.num_frames, full.data.batch_size) == (64, 16, 2)
     assert full.optimizer.lr == pytest.approx(5e-5) and full.callbacks.ema.decay == 0.9999
     assert full.trainer.gradient_clip_val == 1.0
-    small = compose_config(["scale=small"], tmp_path)
-    assert (small.data.image_size, small.data.num_frames) == (16, 8)
-    # model.num_frames follows data.num_frames
-    assert OmegaConf.to_container(small, resolve=True)["model"]["num_frames"] == 8
+    small = compose_config(["scale=small", "data.num_frames=6"], tmp_path)
+    # the model generates the clips the data holds
+    resolved = OmegaConf.to_container(small, resolve=True)
+    assert resolved["model"]["num_frames"] == 6 and resolved["model"]["image_size"] == 16
 
 
 def test_any_documented_key_can_be_overridden(tmp_path):

@@ -20,7 +20,8 @@ from conftest import ROOT, TINY
 # 4 batches an epoch, last.ckpt every 2 steps, validation (2 batches) after steps 3, 6, 9, 12
 LONGER = [*TINY, "trainer.max_steps=12", "data.num_train=16", "trainer.val_check_interval=3"]
 # what differs by nature: the clock, which attempt this is, the run directory in the command
-TIMINGS = {"train": {"time_s", "clips_per_s"}, "eval": {"inference_time_ms", "eval_time_s"},
+TIMINGS = {"train": {"time_s", "clips_per_s"},
+           "eval": {"inference_time_ms", "eval_time_s", "retrieval.time_s"},
            "provenance": {"started_at", "finished_at", "attempt", "attempts", "command"}}
 
 # TEXT2SIGN_KILL_AT (text2sign/faults.py): the process SIGKILLs itself there; the restarted
@@ -57,10 +58,15 @@ def read_csv(path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def without(record: dict, skip: dict) -> dict:
-    return {section: ({k: v for k, v in values.items() if k not in skip.get(section, ())}
-                      if isinstance(values, dict) else values)
-            for section, values in record.items()}
+def without(record: dict, skip: dict, prefix: str = "") -> dict:
+    """The record without the keys (dotted below a section: retrieval.time_s) in `skip`."""
+    kept = {}
+    for key, value in record.items():
+        path = f"{prefix}{key}"
+        if any(path == f"{section}.{name}" for section, names in skip.items() for name in names):
+            continue
+        kept[key] = without(value, skip, f"{path}.") if isinstance(value, dict) else value
+    return kept
 
 
 def validation_losses(run_dir) -> dict[str, str]:
