@@ -9,6 +9,7 @@ import hydra
 
 from text2sign.config import register_configs
 from text2sign.distributed import is_ddp_worker, run_worker
+from text2sign.factors import HydraRuntime
 from text2sign.train import attempt
 from text2sign.train import main as run_job
 
@@ -17,7 +18,8 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg) -> None:
-    run_job(cfg)
+    runtime = HydraRuntime.capture()  # Hydra's runtime, read here once and passed on
+    run_job(runtime.place(cfg), runtime)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
+from omegaconf import DictConfig, open_dict
 
 from text2sign.config import register_configs
+from text2sign.factors import HydraRuntime
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -23,19 +23,26 @@ TINY = ["scale=tiny"]
 register_configs()
 
 
-def compose_config(overrides: list[str], output_dir: Path | None = None):
-    """The config train.py would get, with Hydra's runtime set up as for a real run."""
+def compose_hydra(overrides: list[str]) -> DictConfig:
+    """The config as Hydra composes it for train.py, its `hydra` node included."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    if output_dir is not None:
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = str(output_dir)
-            cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
+        return compose("train", overrides=overrides, return_hydra_config=True)
+
+
+def compose_run(overrides: list[str], output_dir: Path) -> tuple[DictConfig, HydraRuntime]:
+    """What train.py passes on for a job with these overrides in `output_dir`: the config and
+    Hydra's runtime (its factors)."""
+    cfg = compose_hydra(overrides)
+    runtime = HydraRuntime.of(cfg.hydra, output_dir)
     with open_dict(cfg):
         del cfg["hydra"]
-    return cfg
+    return runtime.place(cfg), runtime
+
+
+def compose_config(overrides: list[str], output_dir: Path):
+    """The config train.py would run in `output_dir`."""
+    return compose_run(overrides, output_dir)[0]
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from analysis_fixtures import (FVD, GROUPS, PROMPTS, SEEDS, TIME_S, config, fact
                                sweep_tree, write_hydra, write_run)
 from text2sign.analysis.collect import collect
 from text2sign.analysis.curves import group_band
-from text2sign.analysis.hydra_factors import hydra_factors
 from text2sign.analysis.levels import level, parse_assignments
 from text2sign.analysis.metrics import Metric
 from text2sign.analysis.plots import gpu_memory
@@ -30,6 +29,7 @@ from text2sign.analysis.report import findings
 from text2sign.analysis.samples import sample_sheets
 from text2sign.analysis.stats import holm, t_test
 from text2sign.analysis.study import Study, build_study
+from text2sign.factors import saved_factors
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = ["comparison_table.csv", "comparison_table.md", "comparison_table.tex",
@@ -153,10 +153,10 @@ def test_hydra_only_runs_group_with_the_others(study):
     assert study.summaries["fvd"][study.groups.index(group)].n == 3
 
 
-def test_hydra_factors_parse_like_the_command_line(tmp_path):
+def test_factors_from_hydra_files_parse_like_the_command_line(tmp_path):
     write_hydra(tmp_path, {"text_encoder": "frozen", "scale": "small"},
                 ["ema=True", "optimizer.lr=1e-4", "+tags=[a,b]", "~ckpt_path"])
-    assert hydra_factors(tmp_path) == {"text_encoder": "frozen", "scale": "small", "ema": True,
+    assert saved_factors(tmp_path) == {"text_encoder": "frozen", "scale": "small", "ema": True,
                                        "optimizer.lr": 0.0001, "tags": ["a", "b"]}
 
 

@@ -1,5 +1,5 @@
-"""analyze.py's conclusions can be trusted: the reproductions of issue 12 (a run counted twice,
-a phantom ablation, the wrong quality metric, a foreign record averaged in, a swallowed
+"""analyze.py's conclusions can be trusted: reproductions of errors it once made (a run counted
+twice, a phantom ablation, the wrong quality metric, a foreign record averaged in, a swallowed
 argument) and the false-positive rate and power of its tests on simulated data."""
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from text2sign.analysis.collect import Run, collect
 from text2sign.analysis.configs import run_config
 from text2sign.analysis.levels import parse_assignments
 from text2sign.analysis.report import findings, metric_rows
-from text2sign.analysis.schema import schema_error
 from text2sign.analysis.stats import ALPHA, mde, significant, t_test, welch_mde
 from text2sign.analysis.study import build_study
+from text2sign.schema import read_error
 
 from test_analysis import analyze, analysed, key, read_table, tree  # noqa: F401 (fixtures)
 
@@ -45,15 +45,17 @@ def record(fvd: float = 100.0, seed: int = 0, **factor_values) -> dict:
     ({"schema_version": 99}, "schema_version 99 is not 1"),
     ({"schema_version": None}, "schema_version None is not 1"),
     ({"status": "done"}, "status 'done' is not one of completed, failed, running"),
-    ({"factors": ["ema"]}, "factors is ['ema'] (list), expected dict or null"),
+    ({"factors": ["ema"]}, "factors is ['ema'] (list), expected an object or null"),
     ({"train": 3}, "train is 3 (int), expected an object"),
 ])
 def test_schema_rejects_foreign_records(change, reason):
-    assert reason in schema_error({**record(), **change})
+    assert reason in read_error({**record(), **change})
 
 
 @pytest.mark.parametrize("section, key, value, reason", [
-    ("eval", "val_loss", "abc", "eval.val_loss is 'abc' (str), expected a number, null"),
+    ("eval", "val_loss", "abc", "eval.val_loss is 'abc' (str), expected a number or null"),
+    ("eval", "clip_score", "high", "eval.clip_score is 'high' (str), expected a number, an "
+                                   "object, a list or null"),  # another code's metric
     ("eval", "fvd", True, "eval.fvd is True (bool)"),
     ("train", "time_s", "1h", "train.time_s is '1h' (str), expected a number or null"),
     ("eval", "weights", 3, "eval.weights is 3 (int), expected text"),
@@ -61,18 +63,18 @@ def test_schema_rejects_foreign_records(change, reason):
 def test_schema_rejects_wrong_types(section, key, value, reason):
     data = record()
     data[section][key] = value
-    assert reason in schema_error(data)
+    assert reason in read_error(data)
 
 
 def test_schema_accepts_settings_objects_and_nulls():
     data = record()
     data["eval"].update(retrieval={"k": 8, "pool": "test"}, caption_retrieval_acc=None,
                         per_prompt=[0.1, 0.2])
-    assert schema_error(data) is None
+    assert read_error(data) is None
 
 
 def test_foreign_records_are_listed_with_file_and_reason_never_averaged(tmp_path):
-    """Issue 12, item 4: a version-99 record with val_loss 123 was averaged in (+6004%)."""
+    """Once: a version-99 record with val_loss 123 was averaged in (+6004%)."""
     for seed in (0, 1):
         write_run(tmp_path / f"ok{seed}", record(100.0 + seed, seed))
     v99 = {**record(100.0, 2), "schema_version": 99}
@@ -94,7 +96,7 @@ def test_foreign_records_are_listed_with_file_and_reason_never_averaged(tmp_path
 # which metrics are compared, and the quality metric -----------------------------------------
 
 def test_quality_is_chosen_by_quality_not_by_metrics(tree, tmp_path, capsys):
-    """Issue 12, item 3: `--metrics fvd lpips train_time_h` made train_time_h the quality."""
+    """Once: `--metrics fvd lpips train_time_h` made train_time_h the quality."""
     for metrics in (["fvd", "lpips", "train_time_h"], ["lpips", "train_time_h"]):
         assert analyze(tree, "--output-dir", tmp_path, "--metrics", *metrics) == 0
         report = (tmp_path / "ABLATION_RESULTS_REPORT.txt").read_text()
@@ -158,7 +160,7 @@ def test_holm_family_is_the_tabled_metrics_and_the_quality_metric(tree):
 # arguments and the output directory ---------------------------------------------------------
 
 def test_option_lists_do_not_swallow_the_results_directory(tmp_path, monkeypatch, capsys):
-    """Issue 12, item 5: `--metrics val_loss DIR` analysed outputs/ with DIR as a metric."""
+    """Once: `--metrics val_loss DIR` analysed outputs/ with DIR as a metric."""
     tree = tmp_path / "mine"
     for seed in (0, 1):
         write_run(tree / f"run{seed}", record(100.0 + seed, seed))
@@ -174,7 +176,7 @@ def test_option_lists_do_not_swallow_the_results_directory(tmp_path, monkeypatch
 
 
 def test_an_output_dir_inside_the_results_is_skipped_and_said_so(tmp_path, capsys):
-    """Issue 12, item 5: --output-dir pointing into an input run silently dropped that run."""
+    """Once: --output-dir pointing into an input run silently dropped that run."""
     for seed in (0, 1, 2):
         write_run(tmp_path / f"run{seed}", record(100.0 + seed, seed))
     assert analyze(tmp_path, "--output-dir", tmp_path / "run2") == 0
@@ -274,7 +276,7 @@ def report_of(out: Path) -> str:
 
 
 def test_copies_of_a_sweep_are_counted_once(tmp_path):
-    """Issue 12, item 1: two copies of one sweep gave n=4, seeds 0, 0, 1, 1 and turned a
+    """Once: two copies of one sweep gave n=4, seeds 0, 0, 1, 1 and turned a
     paired test over 2 seeds into a 'significant' Welch test."""
     write_sweep(tmp_path / "one" / "sweep", (0, 1))
     assert analyze(tmp_path / "one") == 0
@@ -310,7 +312,7 @@ def test_the_readme_workflow_gives_three_seeds_per_group(tmp_path):
 
 
 def test_a_default_valued_override_is_not_an_ablation(tmp_path):
-    """Issue 12, item 2: `data.image_size=8` where the preset already set 8 formed a group of
+    """Once: `data.image_size=8` where the preset already set 8 formed a group of
     its own, reported as an ablation of bit-identical runs."""
     for seed in (0, 1):
         plain_dir, override_dir = tmp_path / f"plain{seed}", tmp_path / f"override{seed}"

@@ -6,7 +6,8 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from conftest import CONF, compose_config, run_train
+from conftest import CONF, compose_config, compose_hydra, run_train
+from text2sign.results import plain
 
 
 def group_options(group: str) -> list[str]:
@@ -52,12 +53,12 @@ def test_any_documented_key_can_be_overridden(tmp_path):
 
 
 def test_experiment_preset_sweeps_the_grid_over_seeds(tmp_path):
-    cfg = compose_config(["experiment=ablation_seeds"], tmp_path)
-    assert cfg is not None
-    from hydra.core.hydra_config import HydraConfig
-
-    params = HydraConfig.get().sweeper.params
+    preset = compose_hydra(["experiment=ablation_seeds"])
+    params = preset.hydra.sweeper.params
     assert params == {"text_encoder": "frozen,finetuned", "ema": "true,false", "seed": "0,1,2"}
+    # it launches the seeds and sets nothing else: its runs are the plain sweep's runs
+    assert plain(compose_config(["experiment=ablation_seeds"], tmp_path)) == plain(
+        compose_config([], tmp_path))
 
 
 @pytest.mark.parametrize(
@@ -87,13 +88,10 @@ def test_bad_override_on_the_command_line_stops_before_any_work(tmp_path):
     assert not (tmp_path / "run" / "results.json").exists()
 
 
-def test_sweep_directories_cannot_collide(tmp_path):
-    from hydra.core.hydra_config import HydraConfig
-
+def test_sweep_directories_cannot_collide():
     from text2sign.config import _job_dirname, _unique_id
 
-    compose_config([], tmp_path)
-    sweep_dir = HydraConfig.get().sweep.dir
+    sweep_dir = compose_hydra([]).hydra.sweep.dir
     assert sweep_dir.startswith("outputs/multirun/") and sweep_dir.count("-") >= 5
     assert _unique_id() != _unique_id()  # two sweeps in one second get different suffixes
     assert _job_dirname("ema=True,text_encoder=frozen", 0) == "ema=True,text_encoder=frozen"

@@ -9,33 +9,11 @@ import subprocess
 import sys
 
 import pytest
-from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 
-from conftest import ROOT, TINY, compose_config, run_train
+from conftest import ROOT, TINY, compose_config, compose_run, run_train
+from text2sign.schema import AT_END, problems
 from text2sign.train import run
-
-TRAIN_KEYS = {"steps", "epochs", "final_loss", "best_val_loss", "time_s", "peak_memory_gb",
-              "avg_memory_gb", "clips_per_s", "skipped_steps"}
-EVAL_METRICS = {"fvd", "lpips", "temporal_consistency", "inference_time_ms",
-                "inference_memory_gb"}
-
-
-def check_schema(results: dict) -> None:
-    """results.json schema_version 1, as shared/ARCHITECTURE.md defines it."""
-    assert results["schema_version"] == 1
-    assert results["status"] in {"completed", "failed", "running"}
-    assert set(results) >= {"error", "factors", "train", "model", "data", "eval",
-                            "provenance", "artifacts"}
-    assert set(results["train"]) == TRAIN_KEYS
-    assert set(results["model"]) == {"num_parameters_millions", "trainable_parameters_millions"}
-    assert set(results["data"]) == {"name", "num_train", "num_val", "num_skipped", "num_padded"}
-    assert results["eval"]["weights"] in {"ema", "raw"}
-    for metric in EVAL_METRICS:  # a number, or null with the reason
-        assert results["eval"][metric] is not None or metric in results["eval"]["unavailable"]
-    assert set(results["provenance"]) >= {"git_commit", "git_dirty", "torch", "device",
-                                          "started_at", "finished_at", "command"}
-    for rel in results["artifacts"].values():
-        assert not rel.startswith("/")
 
 
 def read_csv(path):
@@ -43,11 +21,11 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
-def test_a_run_writes_the_whole_run_directory(tiny_config, tmp_path):
-    results = run(tiny_config())
+def test_a_run_writes_the_whole_run_directory(tmp_path):
+    results = run(*compose_run(TINY, tmp_path))
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk == json.loads(json.dumps(results))
-    check_schema(on_disk)
+    assert problems(on_disk) == []
     assert on_disk["status"] == "completed" and on_disk["error"] is None
     train = on_disk["train"]
     assert train["steps"] == 4 and math.isfinite(train["final_loss"])
@@ -58,6 +36,8 @@ def test_a_run_writes_the_whole_run_directory(tiny_config, tmp_path):
                                "num_skipped": 0, "num_padded": 0}
     assert on_disk["factors"]["text_encoder"] == "frozen" and on_disk["factors"]["seed"] == 0
     assert on_disk["factors"]["scale"] == "tiny" and "trainer.max_steps" not in on_disk["factors"]
+    assert on_disk["provenance"]["overrides"] == ["scale=tiny"]
+    assert set(AT_END) <= set(on_disk["eval"])  # each a number, or null with the reason
 
     rows = read_csv(tmp_path / "training_metrics.csv")
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
@@ -75,13 +55,13 @@ def test_a_run_writes_the_whole_run_directory(tiny_config, tmp_path):
     assert not set(report["splits"]["train"]["signers"]) & set(report["splits"]["val"]["signers"])
 
 
-def test_finetuned_trains_more_parameters_and_raw_weights_without_ema(tiny_config):
+def test_finetuned_trains_more_parameters_and_raw_weights_without_ema(tiny_config, tmp_path):
     frozen = run(tiny_config("text_encoder=frozen"))
     finetuned = run(tiny_config("text_encoder=finetuned", "ema=false"))
     assert finetuned["model"]["trainable_parameters_millions"] > (
         frozen["model"]["trainable_parameters_millions"] + 20)
     assert finetuned["eval"]["weights"] == "raw" and finetuned["factors"]["ema"] is False
-    rows = read_csv(HydraConfig.get().runtime.output_dir + "/training_metrics.csv")
+    rows = read_csv(tmp_path / "training_metrics.csv")
     assert all(float(r["lr_text_encoder"]) > 0 for r in rows[1:])
 
 
@@ -101,10 +81,11 @@ def test_ckpt_path_continues_the_global_step(tiny_config, tmp_path):
 
 
 def test_a_failing_run_records_why(tiny_config, tmp_path):
-    with pytest.raises(Exception, match="batch_size"):
+    with pytest.raises(InstantiationException,  # Hydra's wrapper of the datamodule's ValueError
+                       match=r"ValueError\('data\.batch_size=64 is larger than data\.num_train=32"):
         run(tiny_config("data.batch_size=64"))
     results = json.loads((tmp_path / "results.json").read_text())
-    check_schema(results)
+    assert problems(results) == []
     assert results["status"] == "failed"
     assert "data.batch_size=64" in results["error"]
 
@@ -118,7 +99,7 @@ def test_the_users_multirun_command(tmp_path):
     assert len(jobs) == 4
     for path in jobs:
         results = json.loads(path.read_text())
-        check_schema(results)
+        assert problems(results) == []
         factors = results["factors"]
         assert results["status"] == "completed"
         assert path.parent.name == (
@@ -132,10 +113,16 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     assert result.returncode == 1, result.stderr[-3000:]  # the sweep says a job failed
     assert ("  failed    data.batch_size=64,scale=tiny: ValueError: data.batch_size=64 is larger "
             "than data.num_train=32") in result.stdout + result.stderr
-    statuses = {p.parent.name: json.loads(p.read_text())["status"]
-                for p in sweep.glob("*/results.json")}
-    assert statuses == {"data.batch_size=64,scale=tiny": "failed",
-                        "data.batch_size=4,scale=tiny": "completed"}
+    records = {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/results.json")}
+    assert {name: r["status"] for name, r in records.items()} == {
+        "data.batch_size=64,scale=tiny": "failed", "data.batch_size=4,scale=tiny": "completed"}
+    assert [problems(r) for r in records.values()] == [[], []]
+    factors = records["data.batch_size=64,scale=tiny"]["factors"]  # from Hydra's runtime
+    assert {k: factors[k] for k in ("scale", "data", "text_encoder", "data.batch_size", "ema",
+                                    "seed")} == {"scale": "tiny", "data": "synthetic",
+                                                 "text_encoder": "frozen", "data.batch_size": 64,
+                                                 "ema": True, "seed": 0}
+    assert not {"experiment", "hydra/launcher", "hydra.sweep.dir"} & set(factors)
 
 
 @pytest.mark.slow

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from text2sign.checkpointing import resume_point
-from text2sign.results import ARTIFACTS, now_iso
+from text2sign.results import now_iso
+from text2sign.schema import ARTIFACTS, Attempt, UnreadableResults, empty, read_results
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ _HOW_TO_RUN = ("ckpt_path", "retry_failed")
 def plan_attempt(run_dir: str | Path, retry_failed: bool, config: dict[str, Any]) -> Plan:
     """What to do in `run_dir` with the resolved `config` of this attempt."""
     run_dir = Path(run_dir)
-    previous = _read_json(run_dir / "results.json")
+    previous = _read_results(run_dir)
     if previous is None:
         return Plan("start", "new run")
     number = previous.get("provenance", {}).get("attempt", 1) + 1
@@ -89,16 +90,23 @@ def earlier_attempts(run_dir: Path, previous: dict[str, Any]) -> list[dict[str, 
     """`provenance.attempts` of the earlier results.json. An attempt whose process was killed
     (status still "running") is marked "killed", with the training time it logged before."""
     provenance = previous.get("provenance", {})
-    attempts = [dict(a) for a in provenance.get("attempts", [])]
+    attempts = [_attempt(a) for a in provenance.get("attempts", [])]
     if not attempts:  # written before attempts were listed: one entry for them all
-        attempts = [{"attempt": provenance.get("attempt", 1), "status": previous.get("status"),
-                     "train_time_s": previous.get("train", {}).get("time_s")}]
+        attempts = [_attempt({"attempt": provenance.get("attempt", 1),
+                              "status": previous.get("status"),
+                              "train_time_s": previous.get("train", {}).get("time_s")})]
     last = attempts[-1]
     if previous.get("status") == "running":
         before = sum(a.get("train_time_s") or 0.0 for a in attempts[:-1])
         last.update(status="killed", finished_at=None,
                     train_time_s=round(max(0.0, _logged_train_time(run_dir) - before), 3))
     return attempts
+
+
+def _attempt(entry: dict[str, Any]) -> dict[str, Any]:
+    """An entry of provenance.attempts with the schema's keys (older code wrote fewer)."""
+    declared = empty(Attempt)
+    return {**declared, "notes": [], **{k: v for k, v in entry.items() if k in declared}}
 
 
 def _logged_train_time(run_dir: Path) -> float:
@@ -115,6 +123,16 @@ def _logged_train_time(run_dir: Path) -> float:
 
 def _what(config: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if config is None else {k: v for k, v in config.items() if k not in _HOW_TO_RUN}
+
+
+def _read_results(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return read_results(run_dir / "results.json")
+    except FileNotFoundError:
+        return None
+    except UnreadableResults as err:  # written atomically, by this schema: this is foreign
+        log.warning("cannot read %s (%s): treating the run as new", run_dir / "results.json", err)
+        return None
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -32,9 +32,8 @@ import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -73,14 +72,8 @@ def compose_configs(overrides: list[str], output_dir: str) -> tuple[DictConfig, 
     register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", [o for o in overrides if not o.startswith("bench.")],
-                      return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = output_dir
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
+        cfg = compose("train", [o for o in overrides if not o.startswith("bench.")])
+    cfg.paths.output_dir = output_dir  # no Hydra run: nothing else reads its runtime
     return cfg, bench
 
 

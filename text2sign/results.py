@@ -1,8 +1,8 @@
-"""results.json (schema_version 1) and metadata.json: the run directory's summary files.
+"""results.json and metadata.json: the run directory's summary files, written as the run goes.
 
-results.json is the one file analyze.py needs. It is written atomically when the run starts
-(status "running") and again when it ends ("completed" or "failed" with the reason), so a
-crashed run still says what happened.
+results.json (its schema: text2sign/schema.py) is the one file analyze.py needs. It is written
+atomically when the run starts (status "running") and again when it ends ("completed" or
+"failed" with the reason), so a crashed run still says what happened.
 """
 
 from __future__ import annotations
@@ -18,33 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from text2sign import schema
+from text2sign.factors import HydraRuntime, run_factors
 from text2sign.faults import kill_point
 from text2sign.files import atomic_write_json
 
-SCHEMA_VERSION = 1
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-# Always present in results.json: null, with the reason, when the evaluation did not run.
-EVAL_METRICS = ("fvd", "lpips", "temporal_consistency", "inference_time_ms", "inference_memory_gb")
-ARTIFACTS = {
-    "last_checkpoint": "checkpoints/last.ckpt",
-    "best_checkpoint": "checkpoints/best.ckpt",
-    "final_checkpoint": "checkpoints/final.ckpt",
-    "training_metrics": "training_metrics.csv",
-    "gpu_memory": "gpu_memory.csv",
-    "metadata": "metadata.json",
-    "data_report": "data_report.json",
-    "tensorboard": "tensorboard",
-}
-
-
-# Overrides that say how to run, not what is compared: never a factor of the analysis.
-NOT_FACTORS = {"retry_failed"}
 
 
 def now_iso() -> str:
@@ -56,21 +39,6 @@ def plain(value: Any) -> Any:
     if isinstance(value, (DictConfig,)) or OmegaConf.is_list(value):
         return OmegaConf.to_container(value, resolve=True, enum_to_str=True)
     return value.value if isinstance(value, Enum) else value
-
-
-def run_factors(cfg: DictConfig) -> dict[str, Any]:
-    """Every group choice, `ema`, `seed` and every overridden key, from Hydra's runtime."""
-    factors: dict[str, Any] = {}
-    if HydraConfig.initialized():
-        hydra_cfg = HydraConfig.get()
-        factors.update({group: choice for group, choice in hydra_cfg.runtime.choices.items()
-                        if group.split("/")[0] != "hydra" and choice is not None})
-        for override in OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task)):
-            key = override.key_or_group
-            if key not in factors and key not in NOT_FACTORS and not override.is_delete():
-                factors[key] = plain(OmegaConf.select(cfg, key))
-    factors.update(ema=cfg.ema, seed=cfg.seed)
-    return factors
 
 
 def parameter_counts(module: nn.Module) -> dict[str, float]:
@@ -91,10 +59,9 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def provenance() -> dict[str, Any]:
+def provenance(runtime: HydraRuntime) -> dict[str, Any]:
     commit = _git("rev-parse", "HEAD")
     dirty = _git("status", "--porcelain", "--untracked-files=no")
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     return {
         "git_commit": commit,
         "git_dirty": None if commit is None or dirty is None else bool(dirty),
@@ -105,7 +72,7 @@ def provenance() -> dict[str, Any]:
         "started_at": now_iso(),
         "finished_at": None,
         "command": " ".join(shlex.quote(a) for a in sys.argv),
-        "overrides": overrides,
+        "overrides": list(runtime.overrides),
     }
 
 
@@ -127,36 +94,37 @@ class RunRecord:
 
     def __init__(self, run_dir: str | Path, cfg: DictConfig, attempt: int = 1, write: bool = True,
                  earlier: Sequence[dict[str, Any]] = (), resumed_from: str | None = None,
-                 notes: Sequence[str] = ()):
+                 notes: Sequence[str] = (), runtime: HydraRuntime = HydraRuntime()):
         self.run_dir, self.write = Path(run_dir), write  # write=False: a DDP rank other than 0
-        about = provenance()
-        self.attempt = {"attempt": attempt, "status": "running", "started_at": about["started_at"],
-                        "finished_at": None, "train_time_s": None, "resumed_from": resumed_from,
-                        "notes": list(notes), "error": None}
+        about = provenance(runtime)
+        self.attempt = {**schema.empty(schema.Attempt), "attempt": attempt, "status": "running",
+                        "started_at": about["started_at"], "resumed_from": resumed_from,
+                        "notes": list(notes)}
         self.earlier_train_time_s = sum(a.get("train_time_s") or 0.0 for a in earlier)
+        config = plain(cfg)
         self.results: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": schema.SCHEMA_VERSION,
             "status": "running",
             "error": None,
             "interrupted": False,
-            "factors": run_factors(cfg),
-            "train": {**dict.fromkeys(("steps", "epochs", "final_loss", "best_val_loss", "time_s",
-                                       "peak_memory_gb", "avg_memory_gb", "clips_per_s",
-                                       "skipped_steps")),
-                      "time_s": round(self.earlier_train_time_s, 3)},
-            "model": dict.fromkeys(("num_parameters_millions", "trainable_parameters_millions")),
-            "data": dict.fromkeys(("name", "num_train", "num_val", "num_skipped", "num_padded")),
+            "factors": run_factors(runtime, config),
+            "train": {**schema.empty(schema.Train), "time_s": round(self.earlier_train_time_s, 3)},
+            "model": schema.empty(schema.Model),
+            "data": schema.empty(schema.Data),
             "eval": {"weights": "ema" if cfg.ema else "raw"},
             "provenance": {**about, "attempt": attempt, "attempts": [*earlier, self.attempt]},
             "artifacts": {},
         }
         self.metadata = {
-            "config": plain(cfg),
+            "config": config,
             "provenance": self.results["provenance"],
         }
         self._write()
 
     def update(self, section: str, values: dict[str, Any]) -> None:
+        """Set keys of `section`; a key the schema does not declare raises SchemaError."""
+        for key in values:
+            schema.declared(schema.SECTIONS[section], key)
         self.results[section].update(values)
         self._write()
 
@@ -175,11 +143,11 @@ class RunRecord:
         evaluation = self.results["eval"]
         unavailable = evaluation.setdefault("unavailable", {})
         not_run = unavailable.get("evaluation", "the run ended before its evaluation")
-        for metric in EVAL_METRICS:
+        for metric in schema.AT_END:
             if metric not in evaluation:
                 evaluation[metric] = None
                 unavailable[metric] = f"not evaluated: {not_run}"
-        self.results["artifacts"] = {name: rel for name, rel in ARTIFACTS.items()
+        self.results["artifacts"] = {name: rel for name, rel in schema.ARTIFACTS.items()
                                      if (self.run_dir / rel).exists()}
         kill_point("finish")
         self._write()
@@ -189,5 +157,5 @@ class RunRecord:
             return
         self.metadata["model"] = self.results["model"]
         self.metadata["train"] = self.results["train"]
-        atomic_write_json(self.run_dir / "metadata.json", self.metadata)
-        atomic_write_json(self.run_dir / "results.json", self.results)
+        atomic_write_json(self.run_dir / schema.ARTIFACTS["metadata"], self.metadata)
+        schema.write_results(self.run_dir, self.results)

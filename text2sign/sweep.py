@@ -7,7 +7,6 @@ the sweep: each one's results.json, and its lock for a job another process still
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from omegaconf import DictConfig
 
 from text2sign.attempts import held_by
 from text2sign.results import now_iso
+from text2sign.schema import read_results
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class SweepSummary(Callback):
 def job_outcome(run_dir: Path, sweep_started: str) -> tuple[str, Path, str, bool]:
     """(completed | failed | skipped, run_dir, reason, whether the run is complete)."""
     try:
-        results = json.loads((run_dir / "results.json").read_text())
+        results = read_results(run_dir / "results.json")
     except (OSError, ValueError) as err:
         return "failed", run_dir, f"no readable results.json ({err}): see its train.log", False
     status, error = results.get("status"), results.get("error")

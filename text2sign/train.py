@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -34,6 +32,7 @@ from text2sign.callbacks.gpu_memory import GPUMemoryMonitor
 from text2sign.callbacks.training_log import TrainingLog
 from text2sign.checkpointing import StepCheckpoint, remove_partial_writes
 from text2sign.distributed import is_rank_zero, launches_workers, worker_launch
+from text2sign.factors import HydraRuntime
 from text2sign.files import atomic_write_json
 from text2sign.module import TextToSignModule
 from text2sign.parallel import share_cpu, use_own_gpu
@@ -52,30 +51,31 @@ warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable.*
 warnings.filterwarnings("ignore", message=r".*`training_step` returned `None`.*")
 
 
-def main(cfg: DictConfig) -> None:
-    """The Hydra entry: in a multirun a failed job is recorded and the sweep goes on."""
-    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    if multirun:
+def main(cfg: DictConfig, runtime: HydraRuntime) -> None:
+    """A job Hydra runs (`runtime`: what Hydra decided for it, read by the entry point): in a
+    multirun a failed job is recorded and the sweep goes on."""
+    if runtime.multirun:
         use_own_gpu(cfg.trainer.devices)
-        share_cpu(HydraConfig.get().launcher.get("n_jobs") or 1)
+        share_cpu(runtime.jobs_at_once)
     try:
-        run(cfg)
+        run(cfg, runtime)
     except RunDirectoryInUse as err:
-        if not multirun:
+        if not runtime.multirun:
             raise
         log.error("%s; this job is skipped", err)
     except Exception:
-        if not multirun:
+        if not runtime.multirun:
             raise
         log.exception("this job failed (see its results.json); the sweep goes on")
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
+def run(cfg: DictConfig, runtime: HydraRuntime = HydraRuntime()) -> dict[str, Any]:
     """Train and validate one configuration; returns the content of its results.json.
 
     A run directory that already holds an attempt is continued, not overwritten: a completed
     run is skipped, an interrupted one resumes from its newest intact checkpoint, and a failed
     one is skipped unless `retry_failed=true`. A directory another process holds is not touched.
+    `runtime`: what Hydra decided for the job (its factors); none when started from Python.
     """
     run_dir = Path(cfg.paths.output_dir)
     with hold_run_directory(run_dir) if is_rank_zero() else nullcontext():
@@ -89,16 +89,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             remove_partial_writes(run_dir)
         if plan.action == "resume" and cfg.train:
             cfg.ckpt_path = str(plan.ckpt_path)
-        return attempt(cfg, plan)
+        return attempt(cfg, plan, runtime)
 
 
-def attempt(cfg: DictConfig, plan: Plan | None = None) -> dict[str, Any]:
+def attempt(cfg: DictConfig, plan: Plan | None = None,
+            runtime: HydraRuntime = HydraRuntime()) -> dict[str, Any]:
     """One attempt at a run (DDP workers run this too, writing nothing)."""
     plan = plan or Plan("start", "a DDP worker")
     run_dir = Path(cfg.paths.output_dir)
     resumed_from = plan.ckpt_path and str(plan.ckpt_path.relative_to(run_dir))
     record = RunRecord(run_dir, cfg, plan.attempt, is_rank_zero(), plan.earlier,
-                       resumed_from if cfg.train else None, plan.notes)
+                       resumed_from if cfg.train else None, plan.notes, runtime)
     callbacks: dict[str, pl.Callback] = {}
     try:
         _train(cfg, run_dir, record, callbacks)

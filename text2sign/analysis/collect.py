@@ -6,7 +6,6 @@ reason, so the report can list it; only completed runs enter the statistics.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +13,9 @@ from typing import Any
 
 from text2sign.analysis import AnalysisError
 from text2sign.analysis.configs import read_config
-from text2sign.analysis.hydra_factors import hydra_factors
-from text2sign.analysis.schema import STATUSES as RECORDED, schema_error
+from text2sign.factors import saved_factors
+from text2sign.schema import STATUSES as RECORDED
+from text2sign.schema import UnreadableResults, read_results
 
 STATUSES = (*RECORDED, "unreadable")
 
@@ -90,14 +90,11 @@ def read_run(path: Path, name: str) -> Run:
 def _read(path: Path) -> tuple[dict[str, Any], str, str | None]:
     """(results, status, error); a half-written or foreign file is "unreadable"."""
     try:
-        results = json.loads(path.read_text())
-        if not isinstance(results, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, UnicodeDecodeError, ValueError) as error:
+        results = read_results(path)
+    except OSError as error:
         return {}, "unreadable", f"half-written results.json ({error})"
-    error = schema_error(results)
-    if error:
-        return results, "unreadable", error
+    except UnreadableResults as error:
+        return error.results, "unreadable", str(error)
     return results, results["status"], results.get("error")
 
 
@@ -106,5 +103,5 @@ def _factors(results: dict[str, Any], run_dir: Path) -> tuple[dict[str, Any], st
     factors = results.get("factors")
     if isinstance(factors, dict) and factors:
         return factors, "results.json"
-    factors = hydra_factors(run_dir)
+    factors = saved_factors(run_dir)
     return factors, ".hydra" if factors else "nowhere"

@@ -1,0 +1,475 @@
+"""results.json, declared once: its writer, its reader and its JSON Schema.
+
+    python -m text2sign.schema                    # the JSON Schema
+    python -m text2sign.schema --markdown         # the table of README.md's Outputs section
+    python -m text2sign.schema RUN/results.json   # check files: exit 1 with what is wrong
+
+The dataclasses below are schema_version 1 (never instantiated: their fields declare the keys,
+`READ_EXTRA` what a reader accepts besides, `REQUIRED` the keys a record may not lack, all by
+default). `write_results` checks a record strictly (every
+key declared, of its type; an unknown key is a bug and raises) before it writes it;
+`read_results` reads records of any code that wrote version 1: keys added since may be
+missing, and sections may hold keys this code does not write (`READ_EXTRA`: eval metrics of
+other code, for instance), but a value of the wrong type or another version makes the record
+unreadable, with the reason. Both check against the JSON Schema built from these classes, so
+the schema that is published is the one that is enforced.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
+
+from text2sign.files import atomic_write_json
+
+SCHEMA_VERSION = 1
+STATUSES = ("completed", "failed", "running")
+NAME = "results.json"
+
+
+class SchemaError(ValueError):
+    """A record that does not follow the schema: a bug in the code that built it."""
+
+
+class UnreadableResults(ValueError):
+    """A results.json that is half-written, of another version or not of this schema."""
+
+    def __init__(self, reason: str, results: dict[str, Any] | None = None):
+        super().__init__(reason)
+        self.results = results or {}  # what could be parsed
+
+
+def doc(text: str, default: Any = None, at_end: bool = False) -> Any:
+    """A declared key: its description; `at_end`: always written once the run has ended."""
+    return field(default=default, metadata={"doc": text, "at_end": at_end})
+
+
+# ------------------------------------------------------------------------------- the schema
+@dataclass
+class Train:
+    """Training, over all attempts at the run."""
+
+    READ_EXTRA: ClassVar[Any] = float | None
+    steps: int | None = doc("optimizer steps trained (the global step)")
+    epochs: int | None = doc("passes over the training data begun, a last partial one included")
+    final_loss: float | None = doc("training loss of the last step")
+    best_val_loss: float | None = doc("lowest `val/loss` of the validations during training")
+    time_s: float | None = doc("training time, summed over the attempts")
+    peak_memory_gb: float | None = doc("peak CUDA memory of a step; null without CUDA")
+    avg_memory_gb: float | None = doc("mean of the steps' average CUDA memory; null without CUDA")
+    clips_per_s: float | None = doc("training clips per second of training time")
+    skipped_steps: int | None = doc("steps skipped for a non-finite loss "
+                                    "(`model.nonfinite_loss=skip`)")
+
+
+@dataclass
+class Model:
+    READ_EXTRA: ClassVar[Any] = float | None
+    num_parameters_millions: float | None = doc("parameters, the text encoder's included")
+    trainable_parameters_millions: float | None = doc("parameters that receive gradients")
+
+
+@dataclass
+class Data:
+    READ_EXTRA: ClassVar[Any] = Any
+    name: str | None = doc("the data option (`synthetic`, `gif_folder`, ...)")
+    num_train: int | None = doc("training clips")
+    num_val: int | None = doc("validation clips")
+    num_skipped: int | None = doc("clips left out as unusable (`data_report.json` says why)")
+    num_padded: int | None = doc("clips shorter than `data.num_frames`, padded")
+
+
+@dataclass
+class Retrieval:
+    """The settings of the caption retrieval (eval.retrieval.*) as run."""
+
+    READ_EXTRA: ClassVar[Any] = Any
+    num_clips: int = doc("clips scored")
+    num_candidates: int = doc("captions per clip, the true one included (K)")
+    timesteps: list[int] = doc("diffusion timesteps the error is averaged over")
+    seed: int = doc("seed of the noise, the wrong captions and the tie-breaks")
+    bootstrap: int = doc("bootstrap resamples of the intervals")
+    split: str = doc("the split the clips come from")
+    time_s: float = doc("wall time of the retrieval")
+
+
+def metric(text: str, at_end: bool = False) -> Any:
+    """An eval metric: a number, or null with the reason under eval.unavailable."""
+    return doc(text, at_end=at_end)
+
+
+@dataclass
+class Eval:
+    """The evaluation of the reported weights after training (README: Evaluation)."""
+
+    READ_EXTRA: ClassVar[Any] = float | dict[str, Any] | list[Any] | None
+    REQUIRED: ClassVar[tuple[str, ...]] = ("weights",)  # the rest once there is something to say
+    weights: Literal["ema", "raw"] = doc("the weights evaluated: EMA when `ema=true`")
+    split: str = doc("the held-out split evaluated (`eval.split`)")
+    num_videos: int = doc("clips generated")
+    steps: int = doc("DDIM steps per clip")
+    guidance_scale: float = doc("classifier-free guidance scale")
+    seed: int = doc("seed of the clips' noise")
+    val_loss: float | None = doc("validation loss of the reported weights at the end")
+    temporal_consistency: float | None = metric("smoothness in time, in [0, 1]", at_end=True)
+    temporal_consistency_real: float | None = metric("the same, of the real clips")
+    motion: float | None = metric("mean absolute frame-to-frame change, in [0, 1]")
+    motion_real: float | None = metric("the same, of the real clips")
+    ssim: float | None = metric("SSIM against the real clip of the caption")
+    psnr: float | None = metric("PSNR against the real clip of the caption")
+    dtw_mje: float | None = metric("hand-position error against the caption's path (synthetic)")
+    gloss_accuracy: float | None = metric("fraction of gloss slots signed right (synthetic)")
+    hands_found: float | None = metric("fraction of frames showing both hands (synthetic)")
+    fvd: float | None = metric("Fréchet video distance", at_end=True)
+    lpips: float | None = metric("LPIPS against the real clip of the caption", at_end=True)
+    inference_time_ms: float | None = metric("one clip at batch 1", at_end=True)
+    inference_memory_gb: float | None = metric("peak CUDA memory of that clip", at_end=True)
+    caption_retrieval_acc: float | None = metric("fraction of clips whose true caption has the "
+                                                 "lowest denoising error")
+    caption_retrieval_acc_ci_low: float | None = metric("its 95% bootstrap interval, low end")
+    caption_retrieval_acc_ci_high: float | None = metric("its 95% bootstrap interval, high end")
+    caption_retrieval_chance: float | None = metric("1/K, the accuracy of a model that ignores "
+                                                    "the text")
+    text_loss_gap: float | None = metric("mean relative error increase of the wrong captions")
+    text_loss_gap_ci_low: float | None = metric("its 95% bootstrap interval, low end")
+    text_loss_gap_ci_high: float | None = metric("its 95% bootstrap interval, high end")
+    retrieval: Retrieval = doc("the caption retrieval's settings")
+    eval_time_s: float = doc("wall time of the evaluation")
+    unavailable: dict[str, str] = doc("why each null metric is null, and the key that enables "
+                                      "it (`evaluation`: why none ran); in every ended run")
+
+
+@dataclass
+class Attempt:
+    READ_EXTRA: ClassVar[Any] = Any
+    attempt: int = doc("its number, from 1")
+    status: Literal["running", "completed", "failed", "interrupted", "killed"] = doc(
+        "`killed`: its process died without a word")
+    started_at: str | None = doc("ISO 8601, UTC")
+    finished_at: str | None = doc("ISO 8601, UTC; null while running or when killed")
+    train_time_s: float | None = doc("its training time")
+    resumed_from: str | None = doc("the checkpoint it resumed from, relative to the run")
+    notes: list[str] = doc("checkpoints passed over, and why")
+    error: str | None = doc("why it failed")
+
+
+@dataclass
+class Provenance:
+    READ_EXTRA: ClassVar[Any] = Any
+    git_commit: str | None = doc("the commit of the code; null outside a git checkout")
+    git_dirty: bool | None = doc("uncommitted changes to tracked files")
+    torch: str = doc("torch version")
+    python: str = doc("Python version")
+    device: str = doc("the CUDA device's name, or `cpu`")
+    hostname: str = doc("the machine")
+    started_at: str = doc("when this attempt started (ISO 8601, UTC)")
+    finished_at: str | None = doc("when it ended; null while running")
+    command: str = doc("the command line")
+    overrides: list[str] = doc("the command's overrides, as Hydra records them")
+    attempt: int = doc("the number of the attempt that wrote this record")
+    attempts: list[Attempt] = doc("every attempt at the run")
+
+
+def artifact(path: str) -> Any:
+    return doc(f"`{path}`, when it exists", default=path)
+
+
+@dataclass
+class Artifacts:
+    """The run's files that exist when it ends, by name (each key's default is its path)."""
+
+    READ_EXTRA: ClassVar[Any] = Any
+    REQUIRED: ClassVar[tuple[str, ...]] = ()
+    last_checkpoint: str = artifact("checkpoints/last.ckpt")
+    best_checkpoint: str = artifact("checkpoints/best.ckpt")
+    final_checkpoint: str = artifact("checkpoints/final.ckpt")
+    training_metrics: str = artifact("training_metrics.csv")
+    gpu_memory: str = artifact("gpu_memory.csv")
+    metadata: str = artifact("metadata.json")
+    data_report: str = artifact("data_report.json")
+    tensorboard: str = artifact("tensorboard")
+
+
+@dataclass
+class Results:
+    """results.json: the summary of one run over all its attempts."""
+
+    READ_EXTRA: ClassVar[Any] = Any
+    schema_version: Literal[1] = doc("the version of this schema")
+    status: Literal["running", "completed", "failed"] = doc(
+        "`running` from the start, `completed` or `failed` at the end")
+    error: str | None = doc("why the run failed (the exception, one line)")
+    interrupted: bool = doc("stopped from outside (Ctrl+C, SIGTERM, preemption): resumable")
+    factors: dict[str, Any] | None = doc(
+        "every group choice, `ema`, `seed` and every overridden key (null: not recorded)")
+    train: Train = doc("")
+    model: Model = doc("")
+    data: Data = doc("")
+    eval: Eval = doc("")
+    provenance: Provenance = doc("")
+    artifacts: Artifacts = doc("")
+
+
+# Artifact name -> path relative to the run directory.
+ARTIFACTS = {f.name: f.default for f in fields(Artifacts)}
+# eval metrics present in every ended run (a number, or null with the reason)
+AT_END = tuple(f.name for f in fields(Eval) if f.metadata["at_end"])
+# results.json section -> its declaration
+SECTIONS = {name: hint for name, hint in get_type_hints(Results).items() if is_dataclass(hint)}
+
+
+def empty(section: type) -> dict[str, None]:
+    """A section with every key null, in declared order."""
+    return dict.fromkeys(f.name for f in fields(section))
+
+
+def declared(section: type, key: str) -> None:
+    """Raise SchemaError unless `key` is a key of `section`."""
+    if key not in {f.name for f in fields(section)}:
+        raise SchemaError(f"{key!r} is not a key of {NAME} section {section.__name__} "
+                          "(schema_version 1): declare it in text2sign/schema.py")
+
+
+# -------------------------------------------------------------------------- JSON Schema
+_JSON_TYPES = {int: "integer", float: "number", str: "string", bool: "boolean",
+               type(None): "null"}
+
+
+def json_schema(reading: bool = False) -> dict[str, Any]:
+    """The JSON Schema of results.json: what this code writes, or (`reading`) what it reads."""
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": NAME, **_schema_of(Results, reading)}
+
+
+def _schema_of(hint: Any, reading: bool) -> dict[str, Any]:
+    if hint is Any:
+        return {}
+    if is_dataclass(hint):
+        return _object_schema(hint, reading)
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Literal:
+        return {"const": args[0]} if len(args) == 1 else {"enum": list(args)}
+    if origin in (Union, types.UnionType):
+        options = [_schema_of(arg, reading) for arg in args]
+        if all(set(o) == {"type"} for o in options):
+            return {"type": [o["type"] for o in options]}
+        return {"anyOf": options}
+    if origin is list:
+        items = _schema_of(args[0], reading)
+        return {"type": "array", **({"items": items} if items else {})}
+    if origin is dict:
+        values = _schema_of(args[1], reading)
+        return {"type": "object", **({"additionalProperties": values} if values else {})}
+    return {"type": _JSON_TYPES[hint]}
+
+
+def _object_schema(section: type, reading: bool) -> dict[str, Any]:
+    hints = get_type_hints(section)
+    properties = {}
+    for f in fields(section):
+        properties[f.name] = _schema_of(hints[f.name], reading)
+        if f.metadata["doc"]:
+            properties[f.name]["description"] = f.metadata["doc"]
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if section.__doc__ and not section.__doc__.startswith(section.__name__):
+        schema["description"] = section.__doc__.strip()
+    if reading:  # keys added since may be missing; others' keys allowed, of their type
+        extra = _schema_of(section.READ_EXTRA, reading)
+        if extra:
+            schema["additionalProperties"] = extra
+        return schema
+    required = getattr(section, "REQUIRED", list(properties))  # written: these, nothing else
+    if required:
+        schema["required"] = list(required)
+    schema["additionalProperties"] = False
+    return schema
+
+
+# --------------------------------------------------------------------------- validation
+def validate(value: Any, schema: dict[str, Any], path: str = "") -> list[str]:
+    """What is wrong with `value` under `schema` (the subset json_schema emits)."""
+    if "const" in schema or "enum" in schema:
+        allowed = [schema["const"]] if "const" in schema else schema["enum"]
+        if not any(type(value) is type(a) and value == a for a in allowed):
+            return [_wrong(path, value, describe(schema))]
+        return []
+    if "anyOf" in schema:
+        if any(not validate(value, option) for option in schema["anyOf"]):
+            return []
+        return [_wrong(path, value, describe(schema))]
+    if "type" in schema and _json_type(value) not in _listed(schema["type"]):
+        if not (_json_type(value) == "integer" and "number" in _listed(schema["type"])):
+            return [_wrong(path, value, describe(schema))]
+    if isinstance(value, list) and "items" in schema:
+        return [e for i, item in enumerate(value)
+                for e in validate(item, schema["items"], f"{path}[{i}]")]
+    if not isinstance(value, dict):
+        return []
+    errors = [f"{_join(path, key)} is missing" for key in schema.get("required", ())
+              if key not in value]
+    properties = schema.get("properties", {})
+    extra = schema.get("additionalProperties", True)
+    for key, item in value.items():
+        if key in properties:
+            errors += validate(item, properties[key], _join(path, key))
+        elif extra is False:
+            errors.append(f"{_join(path, key)} is not a key of {NAME} (schema_version 1)")
+        elif isinstance(extra, dict):
+            errors += validate(item, extra, _join(path, key))
+    return errors
+
+
+def describe(schema: dict[str, Any]) -> str:
+    """The values a schema allows, in words."""
+    if "const" in schema:
+        return json.dumps(schema["const"])
+    if "enum" in schema:
+        *rest, last = schema["enum"]
+        return f"text: {', '.join(rest)} or {last}"
+    if "anyOf" in schema:
+        return _either([describe(option) for option in schema["anyOf"]])
+    kinds = _listed(schema.get("type", []))
+    words = [word for kind in kinds for word in _WORDS[kind]]
+    inner = schema.get("items") or schema.get("additionalProperties")
+    inner_kind = inner.get("type") if isinstance(inner, dict) else None
+    if len(kinds) == 1 and isinstance(inner_kind, str) and inner_kind in _PLURALS:
+        words = [f"{words[0]} of {_PLURALS[inner_kind]}"]  # "a list of integers"
+    return _either(words) or "anything"
+
+
+_WORDS = {"integer": ["an integer"], "number": ["a number"], "string": ["text"],
+          "boolean": ["true", "false"], "null": ["null"], "object": ["an object"],
+          "array": ["a list"]}
+_PLURALS = {"integer": "integers", "number": "numbers", "string": "texts", "object": "objects"}
+
+
+def _either(options: list[str]) -> str:
+    """"a", "a or b", "a, b or c"."""
+    return " or ".join(filter(None, (", ".join(options[:-1]), options[-1]))) if options else ""
+
+
+def _json_type(value: Any) -> str:
+    """The JSON type json.dumps writes `value` as (bool before int: True is an int)."""
+    for kind, name in ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"),
+                       (dict, "object"), ((list, tuple), "array"), (type(None), "null")):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
+
+
+def _listed(kinds: str | list[str]) -> list[str]:
+    return [kinds] if isinstance(kinds, str) else kinds
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _wrong(path: str, value: Any, expected: str) -> str:
+    return f"{path} is {value!r:.60} ({type(value).__name__}), expected {expected}"
+
+
+# ----------------------------------------------------------------------- write and read
+def problems(results: dict[str, Any]) -> list[str]:
+    """Everything that keeps `results` from being a record this code may write."""
+    errors = validate(results, json_schema())
+    if errors or results["status"] == "running":
+        return errors
+    evaluation = results["eval"]
+    errors += [f"eval.{key} is missing (written when the run ends)"
+               for key in (*AT_END, "unavailable") if key not in evaluation]
+    reasons = evaluation.get("unavailable", {})
+    return errors + [f"eval.{key} is null without its reason in eval.unavailable"
+                     for key, value in evaluation.items() if value is None and key not in reasons]
+
+
+def write_results(run_dir: str | Path, results: dict[str, Any]) -> None:
+    """Write `results` as the run's results.json (atomically), or raise SchemaError."""
+    errors = problems(results)
+    if errors:
+        raise SchemaError(f"{NAME} not written: " + "; ".join(errors))
+    atomic_write_json(Path(run_dir) / NAME, results)
+
+
+def read_error(results: dict[str, Any]) -> str | None:
+    """Why `results` is not a readable schema_version 1 record, or None when it is."""
+    version = results.get("schema_version")
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        return (f"schema_version {version!r} is not {SCHEMA_VERSION}, the version this "
+                "code reads")
+    if results.get("status") not in STATUSES:
+        return f"status {results.get('status')!r} is not one of {', '.join(STATUSES)}"
+    errors = validate(results, json_schema(reading=True))
+    return errors[0] if errors else None
+
+
+def read_results(path: str | Path) -> dict[str, Any]:
+    """A results.json, read through the schema; UnreadableResults says why it cannot be.
+    (FileNotFoundError when there is none.)"""
+    try:
+        results = json.loads(Path(path).read_text())
+        if not isinstance(results, dict):
+            raise ValueError("not a JSON object")
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise UnreadableResults(f"half-written {NAME} ({error})") from None
+    error = read_error(results)
+    if error:
+        raise UnreadableResults(error, results)
+    return results
+
+
+# ------------------------------------------------------------------------------ README
+def markdown() -> str:
+    """README's table of results.json: every key, its type and content."""
+    rows = ["| key | type | content |", "| --- | --- | --- |"]
+    rows += _rows(Results, "")
+    return "\n".join(rows) + "\n"
+
+
+def _rows(section: type, prefix: str) -> list[str]:
+    hints, rows = get_type_hints(section), []
+    for f in fields(section):
+        hint, key = hints[f.name], prefix + f.name
+        if is_dataclass(hint):
+            rows += _rows(hint, f"{key}.")
+            continue
+        text = f.metadata["doc"]
+        if get_origin(hint) is list and is_dataclass(get_args(hint)[0]):
+            text += ": " + ", ".join(f"`{g.name}`" for g in fields(get_args(hint)[0]))
+        if f.metadata["at_end"]:
+            text += " (in every ended run)"
+        kind = describe(_schema_of(hint, reading=False)).replace("|", "\\|")
+        rows.append(f"| `{key}` | {kind} | {text} |")
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
+        return 0
+    if args == ["--markdown"]:
+        print(markdown(), end="")
+        return 0
+    failed = 0
+    for path in args:
+        try:
+            errors = problems(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as error:
+            errors = [f"cannot read it ({error})"]
+        for error in errors:
+            print(f"{path}: {error}")
+        failed += bool(errors)
+    print(f"{len(args) - failed} of {len(args)} {NAME} files follow the schema")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
