@@ -1,11 +1,13 @@
-"""python -m text2sign.bench: every figure present and sane, at the tiny scale."""
+"""python -m text2sign.bench: every figure present and computed as defined, at the tiny scale."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
 from hydra.core.global_hydra import GlobalHydra
+from omegaconf.errors import ConfigKeyError
 
 from text2sign import bench
 
@@ -22,20 +24,51 @@ def clear_hydra():
     GlobalHydra.instance().clear()
 
 
-def test_bench_writes_every_key_with_sane_values(tmp_path, monkeypatch):
+def clock(*durations: float) -> list[float]:
+    """Stamps of steps that took `durations` seconds."""
+    return [0.0, *itertools.accumulate(durations)]
+
+
+# step times the loops are made to report (seconds): one warm-up step, then 4 timed ones
+LIGHTNING = clock(1.0, 0.02, 0.02, 0.04, 0.04)  # median 30 ms; 40 ms if the warm-up counted
+PLAIN = clock(1.0, 0.01, 0.01, 0.03, 0.03)  # median 20 ms
+EAGER = clock(1.0, 0.05, 0.05, 0.07, 0.07)  # median 60 ms
+
+
+def test_bench_writes_every_key_from_the_steps_it_timed(tmp_path, monkeypatch):
+    """The loops run for real; their step times are replaced by known ones, so that every
+    figure can be checked against its definition (README: The benchmark)."""
+    real_lightning, real_plain, modules = bench.lightning_stamps, bench.plain_stamps, []
+
+    def check(measured: list[float], batches: list) -> None:
+        assert len(measured) == len(batches) + 1  # a stamp at the start, one after each step
+        assert all(b > a for a, b in itertools.pairwise(measured))
+
+    def lightning(cfg, module, batches, device):
+        check(real_lightning(cfg, module, batches, device), batches)
+        return LIGHTNING
+
+    def plain(module, batches, *args):
+        check(real_plain(module, batches, *args), batches)
+        modules.append(module)
+        return PLAIN if module is modules[0] else EAGER  # the eager module is built last
+
+    monkeypatch.setattr(bench, "lightning_stamps", lightning)
+    monkeypatch.setattr(bench, "plain_stamps", plain)
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "bench.json"
     bench.main([*QUICK, f"bench.out={out}"])
     results = json.loads(out.read_text())
     assert set(KEYS) <= results.keys()
-    for key in ("lightning_step_ms", "plain_step_ms", "eager_fp32_step_ms", "clips_per_s",
-                "inference_ms_per_clip", "flops_per_step"):
+    assert len(set(map(id, modules))) == 2  # the framework's module, then the eager one
+    assert results["lightning_step_ms"] == pytest.approx(30.0)
+    assert results["plain_step_ms"] == pytest.approx(20.0)
+    assert results["eager_fp32_step_ms"] == pytest.approx(60.0)
+    assert results["overhead_ratio"] == pytest.approx(1.5)
+    assert results["speedup_vs_eager_fp32"] == pytest.approx(2.0)
+    assert results["clips_per_s"] == pytest.approx(4 / 0.030)  # batch 4 at scale=tiny
+    for key in ("inference_ms_per_clip", "flops_per_step"):
         assert results[key] > 0, key
-    assert results["overhead_ratio"] == pytest.approx(
-        results["lightning_step_ms"] / results["plain_step_ms"])
-    assert results["speedup_vs_eager_fp32"] == pytest.approx(
-        results["eager_fp32_step_ms"] / results["lightning_step_ms"])
-    assert results["clips_per_s"] == pytest.approx(4 / results["lightning_step_ms"] * 1000)
     encoder = results["text_encoder_ms_per_step"]
     assert 0 < encoder["frozen"] < encoder["finetuned"]  # the cache beats running the model
     # no GPU here: memory and MFU are unknown, and say why
@@ -46,7 +79,7 @@ def test_bench_writes_every_key_with_sane_values(tmp_path, monkeypatch):
 
 
 def test_bench_rejects_an_unknown_key():
-    with pytest.raises(Exception, match="nope"):
+    with pytest.raises(ConfigKeyError, match="Key 'nope' not in 'BenchConfig'"):
         bench.main(["scale=tiny", "bench.nope=1"])
 
 

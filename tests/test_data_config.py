@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from conftest import compose_config
 from test_config import group_options
@@ -48,5 +49,6 @@ def test_data_typos_fail_with_the_key(tmp_path, overrides, expected):
 
 def test_a_missing_root_names_the_key(tmp_path):
     cfg = compose_config(["data=gif_folder"], tmp_path)
-    with pytest.raises(Exception, match="data.root"):
+    with pytest.raises(MissingMandatoryValue,
+                       match=r"Missing mandatory value: root\n.*full_key: data\.root"):
         OmegaConf.to_container(cfg, throw_on_missing=True)

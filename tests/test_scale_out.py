@@ -8,10 +8,9 @@ import sys
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
 
-from conftest import CONF, TINY, run_train
+from conftest import TINY, compose_hydra, run_train
 from text2sign.checkpointing import AtomicCheckpointIO
 from text2sign.data.sampler import ResumableBatchSampler
 from text2sign.parallel import claim_gpu
@@ -63,22 +62,18 @@ def test_two_processes_never_claim_the_same_gpu(tmp_path):
         holder.kill()
 
 
-def compose_launcher(option: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[f"hydra/launcher={option}"], return_hydra_config=True)
-    GlobalHydra.instance().clear()
-    return cfg.hydra.launcher
-
-
 def test_the_launcher_configs_compose():
-    parallel = compose_launcher("parallel")
+    parallel = compose_hydra(["hydra/launcher=parallel"]).hydra.launcher
     assert parallel._target_.endswith("JoblibLauncher")
     assert parallel.n_jobs == (torch.cuda.device_count() or 2)
-    slurm = compose_launcher("slurm")
+    cfg = compose_hydra(["hydra/launcher=slurm"])
+    slurm = cfg.hydra.launcher
     assert slurm._target_.endswith("SlurmLauncher")
-    assert slurm.timeout_min == 240 and slurm.gpus_per_node == 1 and slurm.partition is None
     assert slurm.max_num_timeout > 0  # requeued after the time limit, then resumed
+    # a job stopped at its limit has saved a timed last.ckpt before the warning comes
+    interval = instantiate(cfg.callbacks.timed_checkpoint.train_time_interval)
+    assert interval.total_seconds() < slurm.timeout_min * 60 - slurm.signal_delay_s
+    assert slurm.tasks_per_node == slurm.gpus_per_node  # one process per GPU (DDP)
     from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
     assert hasattr(SlurmLauncher, "checkpoint")  # what submitit calls to requeue a job
 
