@@ -4,28 +4,27 @@
     python -m text2sign.schema --markdown         # the table of README.md's Outputs section
     python -m text2sign.schema RUN/results.json   # check files: exit 1 with what is wrong
 
-The dataclasses below are schema_version 1 (never instantiated: their fields declare the keys,
-`READ_EXTRA` what a reader accepts besides, `REQUIRED` the keys a record may not lack, all by
-default). `write_results` checks a record strictly (every
-key declared, of its type; an unknown key is a bug and raises) before it writes it;
-`read_results` reads records of any code that wrote version 1: keys added since may be
-missing, and sections may hold keys this code does not write (`READ_EXTRA`: eval metrics of
-other code, for instance), but a value of the wrong type or another version makes the record
-unreadable, with the reason. Both check against the JSON Schema built from these classes, so
-the schema that is published is the one that is enforced.
+The dataclasses below are schema_version 1; they are never instantiated: their fields declare
+the keys, and text2sign/json_schema.py turns them into JSON Schema. `write_results` checks a
+record strictly (every key declared, of its type; an unknown key is a bug and raises) before
+it writes it. `read_results` reads the records of any code that wrote version 1: keys added
+since may be missing, and a section may hold keys this code does not write, of the type its
+`READ_EXTRA` says (eval metrics of other code, for instance); a value of the wrong type or
+another version makes the record unreadable, with the reason. Both check against the JSON
+Schema built from these classes: the schema that is published is the one that is enforced.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
 
 from text2sign.files import atomic_write_json
+from text2sign.json_schema import describe, schema_of, validate
 
 SCHEMA_VERSION = 1
 STATUSES = ("completed", "failed", "running")
@@ -235,143 +234,10 @@ def declared(section: type, key: str) -> None:
                           "(schema_version 1): declare it in text2sign/schema.py")
 
 
-# -------------------------------------------------------------------------- JSON Schema
-_JSON_TYPES = {int: "integer", float: "number", str: "string", bool: "boolean",
-               type(None): "null"}
-
-
 def json_schema(reading: bool = False) -> dict[str, Any]:
     """The JSON Schema of results.json: what this code writes, or (`reading`) what it reads."""
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
-            "title": NAME, **_schema_of(Results, reading)}
-
-
-def _schema_of(hint: Any, reading: bool) -> dict[str, Any]:
-    if hint is Any:
-        return {}
-    if is_dataclass(hint):
-        return _object_schema(hint, reading)
-    origin, args = get_origin(hint), get_args(hint)
-    if origin is Literal:
-        return {"const": args[0]} if len(args) == 1 else {"enum": list(args)}
-    if origin in (Union, types.UnionType):
-        options = [_schema_of(arg, reading) for arg in args]
-        if all(set(o) == {"type"} for o in options):
-            return {"type": [o["type"] for o in options]}
-        return {"anyOf": options}
-    if origin is list:
-        items = _schema_of(args[0], reading)
-        return {"type": "array", **({"items": items} if items else {})}
-    if origin is dict:
-        values = _schema_of(args[1], reading)
-        return {"type": "object", **({"additionalProperties": values} if values else {})}
-    return {"type": _JSON_TYPES[hint]}
-
-
-def _object_schema(section: type, reading: bool) -> dict[str, Any]:
-    hints = get_type_hints(section)
-    properties = {}
-    for f in fields(section):
-        properties[f.name] = _schema_of(hints[f.name], reading)
-        if f.metadata["doc"]:
-            properties[f.name]["description"] = f.metadata["doc"]
-    schema: dict[str, Any] = {"type": "object", "properties": properties}
-    if section.__doc__ and not section.__doc__.startswith(section.__name__):
-        schema["description"] = section.__doc__.strip()
-    if reading:  # keys added since may be missing; others' keys allowed, of their type
-        extra = _schema_of(section.READ_EXTRA, reading)
-        if extra:
-            schema["additionalProperties"] = extra
-        return schema
-    required = getattr(section, "REQUIRED", list(properties))  # written: these, nothing else
-    if required:
-        schema["required"] = list(required)
-    schema["additionalProperties"] = False
-    return schema
-
-
-# --------------------------------------------------------------------------- validation
-def validate(value: Any, schema: dict[str, Any], path: str = "") -> list[str]:
-    """What is wrong with `value` under `schema` (the subset json_schema emits)."""
-    if "const" in schema or "enum" in schema:
-        allowed = [schema["const"]] if "const" in schema else schema["enum"]
-        if not any(type(value) is type(a) and value == a for a in allowed):
-            return [_wrong(path, value, describe(schema))]
-        return []
-    if "anyOf" in schema:
-        if any(not validate(value, option) for option in schema["anyOf"]):
-            return []
-        return [_wrong(path, value, describe(schema))]
-    if "type" in schema and _json_type(value) not in _listed(schema["type"]):
-        if not (_json_type(value) == "integer" and "number" in _listed(schema["type"])):
-            return [_wrong(path, value, describe(schema))]
-    if isinstance(value, list) and "items" in schema:
-        return [e for i, item in enumerate(value)
-                for e in validate(item, schema["items"], f"{path}[{i}]")]
-    if not isinstance(value, dict):
-        return []
-    errors = [f"{_join(path, key)} is missing" for key in schema.get("required", ())
-              if key not in value]
-    properties = schema.get("properties", {})
-    extra = schema.get("additionalProperties", True)
-    for key, item in value.items():
-        if key in properties:
-            errors += validate(item, properties[key], _join(path, key))
-        elif extra is False:
-            errors.append(f"{_join(path, key)} is not a key of {NAME} (schema_version 1)")
-        elif isinstance(extra, dict):
-            errors += validate(item, extra, _join(path, key))
-    return errors
-
-
-def describe(schema: dict[str, Any]) -> str:
-    """The values a schema allows, in words."""
-    if "const" in schema:
-        return json.dumps(schema["const"])
-    if "enum" in schema:
-        *rest, last = schema["enum"]
-        return f"text: {', '.join(rest)} or {last}"
-    if "anyOf" in schema:
-        return _either([describe(option) for option in schema["anyOf"]])
-    kinds = _listed(schema.get("type", []))
-    words = [word for kind in kinds for word in _WORDS[kind]]
-    inner = schema.get("items") or schema.get("additionalProperties")
-    inner_kind = inner.get("type") if isinstance(inner, dict) else None
-    if len(kinds) == 1 and isinstance(inner_kind, str) and inner_kind in _PLURALS:
-        words = [f"{words[0]} of {_PLURALS[inner_kind]}"]  # "a list of integers"
-    return _either(words) or "anything"
-
-
-_WORDS = {"integer": ["an integer"], "number": ["a number"], "string": ["text"],
-          "boolean": ["true", "false"], "null": ["null"], "object": ["an object"],
-          "array": ["a list"]}
-_PLURALS = {"integer": "integers", "number": "numbers", "string": "texts", "object": "objects"}
-
-
-def _either(options: list[str]) -> str:
-    """"a", "a or b", "a, b or c"."""
-    return " or ".join(filter(None, (", ".join(options[:-1]), options[-1]))) if options else ""
-
-
-def _json_type(value: Any) -> str:
-    """The JSON type json.dumps writes `value` as (bool before int: True is an int)."""
-    for kind, name in ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"),
-                       (dict, "object"), ((list, tuple), "array"), (type(None), "null")):
-        if isinstance(value, kind):
-            return name
-    return type(value).__name__
-
-
-def _listed(kinds: str | list[str]) -> list[str]:
-    return [kinds] if isinstance(kinds, str) else kinds
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _wrong(path: str, value: Any, expected: str) -> str:
-    return f"{path} is {value!r:.60} ({type(value).__name__}), expected {expected}"
+            "title": NAME, **schema_of(Results, reading)}
 
 
 # ----------------------------------------------------------------------- write and read
@@ -445,7 +311,7 @@ def _rows(section: type, prefix: str) -> list[str]:
             text += ": " + ", ".join(f"`{g.name}`" for g in fields(get_args(hint)[0]))
         if f.metadata["at_end"]:
             text += " (in every ended run)"
-        kind = describe(_schema_of(hint, reading=False)).replace("|", "\\|")
+        kind = describe(schema_of(hint, reading=False)).replace("|", "\\|")
         rows.append(f"| `{key}` | {kind} | {text} |")
     return rows
 
