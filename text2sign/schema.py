@@ -16,6 +16,7 @@ Schema built from these classes: the schema that is published is the one that is
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Sequence
@@ -234,6 +235,7 @@ def declared(section: type, key: str) -> None:
                           "(schema_version 1): declare it in text2sign/schema.py")
 
 
+@functools.cache  # one per process: analyze.py reads hundreds of records (do not modify it)
 def json_schema(reading: bool = False) -> dict[str, Any]:
     """The JSON Schema of results.json: what this code writes, or (`reading`) what it reads."""
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -50,6 +50,9 @@ class SweepSummary(Callback):
 
 def job_outcome(run_dir: Path, sweep_started: str) -> tuple[str, Path, str, bool]:
     """(completed | failed | skipped, run_dir, reason, whether the run is complete)."""
+    holder = held_by(run_dir)  # first: its record is the holder's, whatever it says yet
+    if holder is not None:
+        return "skipped", run_dir, f"in use by {holder}", False
     try:
         results = read_results(run_dir / "results.json")
     except (OSError, ValueError) as err:
@@ -57,9 +60,6 @@ def job_outcome(run_dir: Path, sweep_started: str) -> tuple[str, Path, str, bool
     status, error = results.get("status"), results.get("error")
     attempts = results.get("provenance", {}).get("attempts") or [results.get("provenance", {})]
     ran_now = (attempts[-1].get("started_at") or "") >= sweep_started
-    holder = held_by(run_dir)
-    if holder is not None:
-        return "skipped", run_dir, f"in use by {holder}", False
     if status == "completed":
         return ("completed", run_dir, f"attempt {len(attempts)}", True) if ran_now else (
             "skipped", run_dir, "completed earlier", True)
