@@ -299,7 +299,7 @@ def test_sample_sheets_draw_german_captions_with_glyphs(tmp_path):
     """Issue 14 item 4: PHOENIX's captions are German; umlauts were drawn as boxes."""
     prompt = "Grüße aus Köln"
     write_run(tmp_path / "run", results(factors("frozen", True, 0), 1.0, 1.0, 0), prompts=(prompt,))
-    (path,) = sample_sheets(build_study(collect([tmp_path])), tmp_path)
+    (path,) = sample_sheets(build_study(collect([tmp_path], skip=tmp_path / "out")), tmp_path)
     sheet = Image.open(path)
 
     def title_row(text: str) -> bytes:
