@@ -38,6 +38,7 @@ def load_module(ckpt_path: str | Path, weights: str = "auto") -> tuple[TextToSig
     if config is None:
         raise ValueError(f"{path} was not written by text2sign's train.py (no run config inside)")
     module = build_module(OmegaConf.create(config))
+    module.configure_model()  # the fast path, as Lightning applies it before a fit
     module.on_load_checkpoint(checkpoint)
     module.load_state_dict(checkpoint["state_dict"])
     shadow = next((state["shadow"] for key, state in checkpoint.get("callbacks", {}).items()

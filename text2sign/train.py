@@ -22,7 +22,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from text2sign import perf
 from text2sign.attempts import (
     INTERRUPTIONS,
     Plan,
@@ -37,6 +36,7 @@ from text2sign.distributed import is_rank_zero, launches_workers, worker_launch
 from text2sign.files import atomic_write_json
 from text2sign.module import TextToSignModule
 from text2sign.parallel import share_cpu, use_own_gpu
+from text2sign.perf import FastPath
 from text2sign.results import RunRecord, one_line, parameter_counts, plain
 
 log = logging.getLogger(__name__)
@@ -133,15 +133,17 @@ def _log_end(record: RunRecord) -> None:
 
 
 def build_module(cfg: DictConfig) -> TextToSignModule:
-    """The LightningModule of a composed config (also used to rebuild one from a checkpoint)."""
-    module = instantiate(
-        cfg.model,
+    """The LightningModule of a composed config (also used to rebuild one from a checkpoint;
+    one written before the fast path existed has no `perf`: the plain path)."""
+    make = instantiate(cfg.model, _partial_=True)  # a partial: FastPath stays a FastPath
+    module = make(
         text_encoder=instantiate(cfg.text_encoder),
         optimizer=instantiate(cfg.optimizer),
         lr_scheduler=instantiate(cfg.lr_scheduler),
+        fast_path=FastPath(**cfg.perf) if "perf" in cfg else None,
+        precision=str(cfg.trainer.precision),
     )
     module.run_config = plain(cfg)
-    perf.apply(module, cfg.get("perf"), cfg.trainer.precision)
     return module
 
 

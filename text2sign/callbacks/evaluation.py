@@ -15,7 +15,7 @@ import logging
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pytorch_lightning as pl
 import torch
@@ -27,6 +27,38 @@ from text2sign.files import atomic_write_json, atomic_write_text
 from text2sign.metrics import retrieval
 from text2sign.metrics.errors import MetricUnavailable
 from text2sign.metrics.suite import video_metrics
+from text2sign.metrics.video_features import FVDBackbone
+
+
+class FVDSettings(TypedDict):
+    """eval.fvd: the arguments of video_features.load_video_feature_extractor."""
+
+    backbone: FVDBackbone
+    detector_path: str | None
+    detector_sha256: str | None
+    videomae_name: str
+    local_files_only: bool
+    batch_size: int
+
+
+class LPIPSSettings(TypedDict):
+    """eval.lpips: the weight files of perceptual.load_lpips (None: the cache, or a download)."""
+
+    backbone_path: str | None
+    linear_path: str | None
+
+
+class RetrievalSettings(TypedDict):
+    """eval.retrieval: on or off, the number of clips, and retrieval.caption_retrieval's
+    arguments."""
+
+    enabled: bool
+    num_clips: int
+    num_candidates: int
+    timesteps: list[int]
+    seed: int
+    batch_size: int
+    bootstrap: int
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +79,9 @@ class Evaluation:
         timing_repeats: int = 3,
         cache_dir: str | None = None,
         download: bool = False,
-        fvd: dict | None = None,
-        lpips: dict | None = None,
-        retrieval: dict | None = None,
+        fvd: FVDSettings | None = None,
+        lpips: LPIPSSettings | None = None,
+        retrieval: RetrievalSettings | None = None,
     ):
         if num_videos < 1 or batch_size < 1 or timing_repeats < 1:
             raise ValueError("eval.num_videos, eval.batch_size and eval.timing_repeats must be >= 1")
