@@ -9,9 +9,12 @@ import subprocess
 import sys
 
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 
-from conftest import ROOT, TINY, compose_config, run_train
+from conftest import CONF, ROOT, TINY, compose_config, run_train
+from text2sign.generate import generate
 from text2sign.train import run
 
 TRAIN_KEYS = {"steps", "epochs", "final_loss", "best_val_loss", "time_s", "peak_memory_gb",
@@ -122,20 +125,32 @@ def test_the_users_multirun_command(tmp_path):
         factors = results["factors"]
         assert results["status"] == "completed"
         assert path.parent.name == (
-            f"ema={factors['ema']},scale=tiny,text_encoder={factors['text_encoder']}")
+            f"ema-{factors['ema']}+scale-tiny+text_encoder-{factors['text_encoder']}")
         assert results["eval"]["weights"] == ("ema" if factors["ema"] else "raw")
+
+    # issue 14 item 5: the paths paste into the README's commands as they are
+    job = sweep / "ema-True+scale-tiny+text_encoder-frozen"
+    compose_config([f"hydra.sweep.dir={sweep}"])
+    assert HydraConfig.get().sweep.dir == str(sweep)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("generate", overrides=[f"ckpt_path={job}/checkpoints/final.ckpt",
+                                             "steps=1"])
+    assert cfg.ckpt_path == f"{job}/checkpoints/final.ckpt"
+    index = generate(cfg, tmp_path / "generated")
+    assert (tmp_path / "generated" / index["prompts"][0]["gif"]).is_file()
 
 
 def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     sweep = tmp_path / "sweep"
     result = run_train("-m", *TINY, "data.batch_size=64,4", f"hydra.sweep.dir={sweep}")
     assert result.returncode == 1, result.stderr[-3000:]  # the sweep says a job failed
-    assert ("  failed    data.batch_size=64,scale=tiny: ValueError: data.batch_size=64 is larger "
+    assert ("  failed    data.batch_size-64+scale-tiny: ValueError: data.batch_size=64 is larger "
             "than data.num_train=32") in result.stdout + result.stderr
     statuses = {p.parent.name: json.loads(p.read_text())["status"]
                 for p in sweep.glob("*/results.json")}
-    assert statuses == {"data.batch_size=64,scale=tiny": "failed",
-                        "data.batch_size=4,scale=tiny": "completed"}
+    assert statuses == {"data.batch_size-64+scale-tiny": "failed",
+                        "data.batch_size-4+scale-tiny": "completed"}
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import inspect
 import os
+import re
 import secrets
 import types
 import typing
@@ -237,12 +238,29 @@ def _unique_id() -> str:
     return f"{os.getpid()}-{secrets.token_hex(2)}"
 
 
-def _job_dirname(override_dirname: str, job_num: int) -> str:
-    """A sweep job's directory: its overrides, made safe as one path component."""
-    name = override_dirname.replace("/", "_") or f"job{job_num}"
-    if len(name.encode()) <= 200:
+# not taken unquoted in a path by Hydra's override parser or a shell
+_NOT_PASTEABLE = re.compile(r"[^A-Za-z0-9_.+@%-]")
+
+
+def _job_dirname(override_dirname: str, job_num: int, sweep_dir: str = "") -> str:
+    """A sweep job's directory, named by its overrides so that its path can be pasted into a
+    command unquoted (`ckpt_path=.../checkpoints/final.ckpt`): `key-value` items joined by `+`,
+    `ema-True+text_encoder-frozen` (no key holds `-` or `+`). Any other character becomes `_`
+    and a hash of the overrides is added, which keeps such jobs apart; overrides too long for a
+    file name give `job<N>_<hash>`. A job that a sweep made before this naming
+    (`ema=True,text_encoder=frozen`) keeps its directory, so the sweep still resumes."""
+    if not override_dirname:
+        return f"job{job_num}"
+    earlier = override_dirname.replace("/", "_")
+    if len(earlier.encode()) > 200:
+        return f"job{job_num}_{hashlib.sha1(earlier.encode()).hexdigest()[:8]}"
+    if sweep_dir and (Path(sweep_dir) / earlier).is_dir():
+        return earlier
+    name = override_dirname.replace("=", "-").replace(",", "+")
+    pasteable = _NOT_PASTEABLE.sub("_", name)
+    if pasteable == name and "+" not in override_dirname:
         return name
-    return f"job{job_num}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    return f"{pasteable}_{hashlib.sha1(override_dirname.encode()).hexdigest()[:8]}"
 
 
 def _gpu_count_or(default: int) -> int:

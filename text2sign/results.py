@@ -11,6 +11,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from enum import Enum
 from collections.abc import Sequence
@@ -122,7 +123,9 @@ class RunRecord:
 
     `provenance.attempts` lists every attempt at the run (an interrupted or killed run is
     resumed by another): its start and end, status, training time, the checkpoint it resumed
-    from and notes such as checkpoints passed over. `train.time_s` is their training time summed.
+    from and notes such as checkpoints passed over. `train.time_s` is their training time summed;
+    `wall_s`, an attempt's wall time from its start to its end (null for a killed one), summed
+    in `provenance.wall_s` (null unless every attempt's is known).
     """
 
     def __init__(self, run_dir: str | Path, cfg: DictConfig, attempt: int = 1, write: bool = True,
@@ -130,9 +133,10 @@ class RunRecord:
                  notes: Sequence[str] = ()):
         self.run_dir, self.write = Path(run_dir), write  # write=False: a DDP rank other than 0
         about = provenance()
+        self.started = time.perf_counter()
         self.attempt = {"attempt": attempt, "status": "running", "started_at": about["started_at"],
-                        "finished_at": None, "train_time_s": None, "resumed_from": resumed_from,
-                        "notes": list(notes), "error": None}
+                        "finished_at": None, "train_time_s": None, "wall_s": None,
+                        "resumed_from": resumed_from, "notes": list(notes), "error": None}
         self.earlier_train_time_s = sum(a.get("train_time_s") or 0.0 for a in earlier)
         self.results: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
@@ -147,7 +151,8 @@ class RunRecord:
             "model": dict.fromkeys(("num_parameters_millions", "trainable_parameters_millions")),
             "data": dict.fromkeys(("name", "num_train", "num_val", "num_skipped", "num_padded")),
             "eval": {"weights": "ema" if cfg.ema else "raw"},
-            "provenance": {**about, "attempt": attempt, "attempts": [*earlier, self.attempt]},
+            "provenance": {**about, "wall_s": None, "attempt": attempt,
+                           "attempts": [*earlier, self.attempt]},
             "artifacts": {},
         }
         self.metadata = {
@@ -171,7 +176,11 @@ class RunRecord:
         self.results["interrupted"] = interrupted
         self.results["provenance"]["finished_at"] = now_iso()
         self.attempt.update(status="interrupted" if interrupted else status, error=error,
-                            finished_at=self.results["provenance"]["finished_at"])
+                            finished_at=self.results["provenance"]["finished_at"],
+                            wall_s=round(time.perf_counter() - self.started, 3))
+        walls = [a.get("wall_s") for a in self.results["provenance"]["attempts"]]
+        self.results["provenance"]["wall_s"] = (None if None in walls
+                                                else round(sum(walls), 3))
         evaluation = self.results["eval"]
         unavailable = evaluation.setdefault("unavailable", {})
         not_run = unavailable.get("evaluation", "the run ended before its evaluation")

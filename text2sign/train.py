@@ -108,11 +108,28 @@ def attempt(cfg: DictConfig, plan: Plan | None = None) -> dict[str, Any]:
             record.finish("failed", one_line(err), interrupted=isinstance(err, INTERRUPTIONS))
         except OSError as unwritten:  # e.g. the full disk that failed the run
             log.error("results.json could not record the failure: %s", unwritten)
+        else:
+            _log_end(record)
         if isinstance(err, SIGTERMException):  # a SystemExit without a code would exit 0
             raise SystemExit(128 + signal.SIGTERM) from err
         raise
     record.finish("completed")
+    _log_end(record)
     return record.results
+
+
+def _log_end(record: RunRecord) -> None:
+    """The end of the attempt in the log (train.log): status, the error, where the record is."""
+    if not record.write:
+        return  # a DDP worker: rank 0 says it
+    results, path = record.results, record.run_dir / "results.json"
+    if results["status"] == "completed":
+        log.info("run completed: %s", path)
+    elif results["interrupted"]:
+        log.error("run interrupted (%s); run the same command again to resume it: %s",
+                  results["error"], path)
+    else:
+        log.error("run failed: %s; status \"failed\" recorded in %s", results["error"], path)
 
 
 def build_module(cfg: DictConfig) -> TextToSignModule:
@@ -133,6 +150,10 @@ def build_module(cfg: DictConfig) -> TextToSignModule:
 def _train(cfg: DictConfig, run_dir: Path, record: RunRecord, callbacks: dict) -> None:
     if not cfg.train and cfg.ckpt_path is None:
         raise ValueError("train=false evaluates a checkpoint: set ckpt_path=PATH")
+    # the callbacks check their settings: a bad value fails before the data is decoded;
+    # eval first, as callbacks.samples copies its settings (eval.steps=0 names eval.steps)
+    callbacks["evaluation"] = instantiate(cfg.eval)
+    callbacks.update({name: instantiate(c) for name, c in cfg.callbacks.items()})
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     data_report = datamodule.report()
@@ -151,8 +172,6 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord, callbacks: dict) -
     module = build_module(cfg)
     record.update("model", parameter_counts(module))
 
-    callbacks.update({name: instantiate(c) for name, c in cfg.callbacks.items()})
-    callbacks["evaluation"] = instantiate(cfg.eval)
     callbacks["evaluation"].check(module)
     for callback in callbacks.values():
         if isinstance(callback, TrainingLog):

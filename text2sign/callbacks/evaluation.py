@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import statistics
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ import torch
 
 from text2sign.callbacks.ema import active_ema, reported_weights
 from text2sign.callbacks.gpu_memory import GB
+from text2sign.callbacks.samples import check_sampling
 from text2sign.files import atomic_write_json, atomic_write_text
 from text2sign.metrics import retrieval
 from text2sign.metrics.errors import MetricUnavailable
@@ -58,6 +60,8 @@ class RetrievalSettings(TypedDict):
     batch_size: int
     bootstrap: int
 
+log = logging.getLogger(__name__)
+
 
 class Evaluation:
     """Args mirror conf/eval/default.yaml; `fvd` and `lpips` hold the loaders' settings,
@@ -74,13 +78,14 @@ class Evaluation:
         seed: int = 0,
         timing_repeats: int = 3,
         cache_dir: str | None = None,
-        download: bool = True,
+        download: bool = False,
         fvd: FVDSettings | None = None,
         lpips: LPIPSSettings | None = None,
         retrieval: RetrievalSettings | None = None,
     ):
         if num_videos < 1 or batch_size < 1 or timing_repeats < 1:
             raise ValueError("eval.num_videos, eval.batch_size and eval.timing_repeats must be >= 1")
+        check_sampling(steps, guidance_scale, None, "eval.")
         self.retrieval = dict(retrieval or {"enabled": False})
         if self.retrieval["enabled"]:
             _check_retrieval(self.retrieval)
@@ -109,8 +114,8 @@ class Evaluation:
         if not self.enabled:
             self.results["unavailable"] = {"evaluation": "disabled by eval.enabled=false"}
             return self.results
-        clips = self._held_out_clips(trainer, self.num_videos)
-        self.results["num_videos"] = len(clips["caption"])
+        clips = self._held_out_clips(trainer, self.num_videos, "eval.num_videos")
+        self.results["num_videos"] = len(clips["caption"])  # the number used
         started = time.perf_counter()
         with reported_weights(trainer, pl_module):
             fake = self._generate(pl_module, clips["caption"])
@@ -129,9 +134,14 @@ class Evaluation:
         self._write(trainer)
         return self.results
 
-    def _held_out_clips(self, trainer: pl.Trainer, n: int) -> dict[str, Any]:
+    def _held_out_clips(self, trainer: pl.Trainer, n: int, setting: str) -> dict[str, Any]:
+        """The first `n` clips of the split (`setting` names n), or all when it has fewer."""
         dataset = trainer.datamodule.datasets[self.split]
-        n = min(n, len(dataset))
+        if n > len(dataset):
+            log.warning("%s=%d, but the %s split has %d clips: using %d (recorded in "
+                        "results.json); set %s=%d or lower to silence this", setting, n,
+                        self.split, len(dataset), len(dataset), setting, len(dataset))
+            n = len(dataset)
         items = [dataset[i] for i in range(n)]
         clips = {"caption": [item["caption"] for item in items]}
         for key in items[0]:
@@ -145,7 +155,8 @@ class Evaluation:
             reason = "disabled by eval.retrieval.enabled=false"
             return dict.fromkeys(retrieval.NAMES), dict.fromkeys(retrieval.NAMES, reason)
         settings = {k: v for k, v in self.retrieval.items() if k != "enabled"}
-        clips = self._held_out_clips(trainer, settings.pop("num_clips"))
+        clips = self._held_out_clips(trainer, settings.pop("num_clips"),
+                                     "eval.retrieval.num_clips")
         started = time.perf_counter()
         try:
             metrics = retrieval.caption_retrieval(

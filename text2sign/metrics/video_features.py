@@ -60,7 +60,7 @@ def load_video_feature_extractor(
     videomae_name: str = "MCG-NJU/videomae-base",
     local_files_only: bool = True,
     cache_dir: str | Path | None = None,
-    download: bool = True,
+    download: bool = False,
     device: str | torch.device = "cpu",
     batch_size: int = 8,
 ) -> VideoFeatureExtractor:
