@@ -60,6 +60,7 @@ class RetrievalSettings(TypedDict):
     batch_size: int
     bootstrap: int
 
+
 log = logging.getLogger(__name__)
 
 
