@@ -127,7 +127,7 @@ class RunRecord:
 
     def __init__(self, run_dir: str | Path, cfg: DictConfig, attempt: int = 1, write: bool = True,
                  earlier: Sequence[dict[str, Any]] = (), resumed_from: str | None = None,
-                 notes: Sequence[str] = ()):
+                 notes: Sequence[str] = (), factors: dict[str, Any] | None = None):
         self.run_dir, self.write = Path(run_dir), write  # write=False: a DDP rank other than 0
         about = provenance()
         self.attempt = {"attempt": attempt, "status": "running", "started_at": about["started_at"],
@@ -139,7 +139,7 @@ class RunRecord:
             "status": "running",
             "error": None,
             "interrupted": False,
-            "factors": run_factors(cfg),
+            "factors": run_factors(cfg) if factors is None else factors,
             "train": {**dict.fromkeys(("steps", "epochs", "final_loss", "best_val_loss", "time_s",
                                        "peak_memory_gb", "avg_memory_gb", "clips_per_s",
                                        "skipped_steps")),
