@@ -15,6 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from conftest import CONF, TINY, compose_config
 from data_fixtures import write_gif_folder
+from entry_points import command
 from text2sign.analysis import cli
 from text2sign.data.clips import DataError
 from text2sign.data.datamodule import GifFolderDataModule
@@ -38,7 +39,7 @@ def test_a_run_directory_copied_or_reached_through_a_symlink_is_the_same_run(
         assert (place / "results.json").read_bytes() == files["results.json"]
 
     (copy / "checkpoints" / "step0000004.ckpt").unlink()  # killed after step 3, then copied
-    damaged_run(copy)
+    damaged_run(copy, "last.ckpt")
     resumed = run(compose_config(overrides, copy))
     assert resumed["provenance"]["attempts"][-1]["resumed_from"] == "checkpoints/step0000003.ckpt"
     same = ("steps", "epochs", "final_loss", "best_val_loss", "skipped_steps")
@@ -81,6 +82,8 @@ def test_folders_that_cannot_be_written_are_named_with_the_key_to_change(
     assert str(failed.value) == (f"ConfigError: cannot write the output folder {out} "
                                  f"({read_only} is not writable): set hydra.run.dir to a "
                                  "writable folder")
+    assert command("train.py", *TINY, f"hydra.run.dir={out}").startswith(
+        f"ConfigError: cannot write the output folder {out}")  # exit status 1, this on stderr
     sweep = hydra_config([f"hydra.sweep.dir={out}"])
     with pytest.raises(PreflightFailed, match=f"{out} .* set hydra.sweep.dir to a writable"):
         Preflight().on_multirun_start(sweep)

@@ -14,7 +14,6 @@ from collections.abc import Collection
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
@@ -30,8 +29,9 @@ class ConfigError(ValueError):
     """A config value that cannot work; the message names the key and the fix."""
 
 
-class PreflightFailed(CompactHydraException):
-    """Printed by Hydra as its message alone, without a traceback."""
+class PreflightFailed(SystemExit):
+    """Ends the command with exit status 1 and its message on stderr, without a traceback
+    (Hydra turns any Exception a callback raises into a warning and goes on)."""
 
 
 class Preflight(Callback):
@@ -77,7 +77,7 @@ def check_data(cfg: DictConfig) -> None:
     for key in ("batch_size", "num_frames"):
         if data[key] < 1:
             raise DataError(f"data.{key}={data[key]} must be at least 1: set data.{key} to a "
-                            f"positive number (scale=small uses {8 if key == 'batch_size' else 4})")
+                            "positive number")
     mults = list(cfg.model.denoiser.channel_mults)
     divisor = size_divisor(mults)
     size = data.image_size

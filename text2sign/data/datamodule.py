@@ -202,7 +202,7 @@ class ClipDataModule(BatchLoaders):
         """What each part got, and the ways out, when training clips cannot fill one batch."""
         train = len(self.datasets["train"])
         parts = ", ".join(
-            f"{part} {_count(len(ds), 'clip')} of {_count(len(ds.signers), 'signer')}"
+            f"{part} {plural(len(ds), 'clip')} of {plural(len(ds.signers), 'signer')}"
             for part, ds in self.datasets.items())
         ways = [f"a smaller data.batch_size (at most {train})"]
         if num_train is not None and num_train == train:
@@ -306,7 +306,7 @@ def _decode_all(cache: ClipCache, clips: list[Clip], num_workers: int) -> list[P
         return list(pool.map(load, clips))
 
 
-def _count(n: int, noun: str) -> str:
+def plural(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 

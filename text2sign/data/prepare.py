@@ -18,6 +18,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from text2sign.config import register_configs
+from text2sign.data.datamodule import plural
 from text2sign.preflight import check_data
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -43,10 +44,11 @@ def describe(report: dict[str, Any]) -> str:
         signers = [str(s) for s in split["signers"]]
         shown = ", ".join(signers[:SIGNERS_SHOWN]) + (", ..." if len(signers) > SIGNERS_SHOWN
                                                       else "")
-        lines.append(f"  {part:5} {split['clips']:6d} clips, {len(signers)} signers: {shown}")
+        lines.append(f"  {part:5} {plural(split['clips'], 'clip'):>11}, "
+                     f"{plural(len(signers), 'signer')}: {shown}")
     for kind in ("skipped", "padded"):
         files = report.get(kind, [])
-        lines.append(f"{kind} {len(files)} files" + (":" if files else ""))
+        lines.append(f"{kind} {plural(len(files), 'file')}" + (":" if files else ""))
         lines += [f"  {entry['file']}: {entry['reason']}" for entry in files]
     if report.get("cache_dir"):
         lines.append(f"cache: {report['cache_dir']}")

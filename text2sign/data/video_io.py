@@ -85,8 +85,9 @@ def read_clip(path: str | Path, start: float | None = None, end: float | None = 
         raise ValueError("no frames decoded")
     if not keep.any():
         length = times[-1] + (times[1] - times[0] if len(times) > 1 else 0)
-        raise EmptyWindow(f"no frame in the window [{start}, {end}) s: the video has "
-                          f"{len(times)} frames, {length:.2f} s")
+        window = f"[{start or 0:g}, {'its end' if end is None else format(end, 'g')})"
+        raise EmptyWindow(f"no frame in the window {window} s: the video has {len(times)} "
+                          f"frames, {length:.2f} s")
     return np.stack([f for f, k in zip(frames, keep) if k]), times[keep]
 
 
