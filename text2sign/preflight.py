@@ -68,12 +68,12 @@ def check_data(cfg: DictConfig) -> None:
     """data.batch_size, num_frames and image_size, and the input paths of a file-based option."""
     data = cfg.data
     option = getattr(get_class(data._target_), "name", "synthetic")
-    for key, (kind, what) in INPUTS.get(option, {}).items():
+    for key, (_, what) in INPUTS.get(option, {}).items():
         if OmegaConf.is_missing(data, key):
             raise DataError(f"data={option} needs data.{key}, which is not set: add "
                             f"data.{key}=PATH ({what})")
         if data[key] is not None:
-            input_path(data[key], f"data.{key}", kind, what)
+            input_path(option, key, data[key])
     for key in ("batch_size", "num_frames"):
         if data[key] < 1:
             raise DataError(f"data.{key}={data[key]} must be at least 1: set data.{key} to a "

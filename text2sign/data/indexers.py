@@ -35,7 +35,7 @@ INPUTS = {
 
 def index_gif_folder(root: str, signer_pattern: str) -> Index:
     """X.gif + X.txt pairs anywhere under `root`; a top folder train/val/dev/test is the split."""
-    folder = _input("gif_folder", "root", root)
+    folder = input_path("gif_folder", "root", root)
     pattern = re.compile(signer_pattern)
     clips, skipped = [], []
     for gif in sorted(folder.rglob("*.gif")):
@@ -66,7 +66,7 @@ def index_how2sign(annotations: str, video_dir: str, val_annotations: Optional[s
     How2Sign names no signer: clips are grouped by VIDEO_ID (one recording), so a
     signer-disjoint split keeps the sentences of one recording together.
     """
-    videos = _input("how2sign", "video_dir", video_dir)
+    videos = input_path("how2sign", "video_dir", video_dir)
     files = {"train": ("annotations", annotations), "val": ("val_annotations", val_annotations),
              "test": ("test_annotations", test_annotations)}
     single = val_annotations is None and test_annotations is None
@@ -74,7 +74,7 @@ def index_how2sign(annotations: str, video_dir: str, val_annotations: Optional[s
     for split, (key, file) in files.items():
         if file is None:
             continue
-        table = _read_table(_input("how2sign", key, file), f"data.{key}", sep="\t",
+        table = _read_table(input_path("how2sign", key, file), f"data.{key}", sep="\t",
                             columns=HOW2SIGN_COLUMNS)
         for row in table.itertuples(index=False):
             name = str(row.SENTENCE_NAME)
@@ -86,7 +86,7 @@ def index_how2sign(annotations: str, video_dir: str, val_annotations: Optional[s
 
 def index_phoenix14t(root: str, caption_column: str) -> Index:
     """PHOENIX-2014-T: |-separated corpus files, one folder of PNG frames per sentence."""
-    base = _input("phoenix14t", "root", root)
+    base = input_path("phoenix14t", "root", root)
     clips, skipped = [], []
     for split, part in (("train", "train"), ("dev", "val"), ("test", "test")):
         file = base / PHOENIX_CORPUS.format(split=split)
@@ -108,7 +108,7 @@ def index_manifest(path: str) -> Index:
     Relative paths are taken from the manifest's folder. A clip without a signer is its own.
     A row whose start/end cannot be a window of its video is skipped, naming its line.
     """
-    file = _input("manifest", "path", path)
+    file = input_path("manifest", "path", path)
     rows = _manifest_rows(file)
     if rows and not {"path", "text"} <= set(rows[0][1]):
         raise DataError(f"data.path={path} needs the columns path and text, has "
@@ -199,20 +199,17 @@ def _add(clip: Clip, clips: list[Clip], skipped: list[Skipped]) -> None:
         clips.append(clip)
 
 
-def input_path(value: str, key: str, kind: str, what: str) -> Path:
-    """The path `key` names, if it is an existing `kind` ("folder" or "file"); else a DataError
-    that names the key and what it must be."""
+def input_path(option: str, key: str, value: str) -> Path:
+    """The path `data.KEY` of data option `option` names (INPUTS), if it is an existing folder
+    or file as it must be; else a DataError that names the key and what it must be."""
+    kind, what = INPUTS[option][key]
     path = Path(value).expanduser()
     if not path.exists():
-        raise DataError(f"{key}={value} does not exist: set {key} to {what}")
+        raise DataError(f"data.{key}={value} does not exist: set data.{key} to {what}")
     if path.is_dir() != (kind == "folder"):
         found = "folder" if path.is_dir() else "file"
-        raise DataError(f"{key}={value} is a {found}, not a {kind}: set {key} to {what}")
+        raise DataError(f"data.{key}={value} is a {found}, not a {kind}: set data.{key} to {what}")
     return path
-
-
-def _input(option: str, key: str, value: str) -> Path:
-    return input_path(value, f"data.{key}", *INPUTS[option][key])
 
 
 def _read_table(file: Path, key: str, sep: str, columns: Iterable[str]) -> pd.DataFrame:
