@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from text2sign.callbacks.ema import EMA
 from text2sign.callbacks.samples import check_prompts, check_sampling, write_samples
+from text2sign.checkpointing import read_checkpoint
 from text2sign.config import register_configs
 from text2sign.module import TextToSignModule
 from text2sign.train import build_module
@@ -31,12 +32,8 @@ def load_module(ckpt_path: str | Path, weights: str = "auto") -> tuple[TextToSig
     if weights not in ("auto", "ema", "raw"):
         raise ValueError(f"weights={weights!r}: use auto, ema or raw")
     path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={path} does not exist")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # plain data only
-    config = checkpoint.get("text2sign_config")
-    if config is None:
-        raise ValueError(f"{path} was not written by text2sign's train.py (no run config inside)")
+    checkpoint = read_checkpoint(path)
+    config = checkpoint["text2sign_config"]
     module = build_module(OmegaConf.create(config))
     module.configure_model()  # the fast path, as Lightning applies it before a fit
     module.on_load_checkpoint(checkpoint)

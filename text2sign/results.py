@@ -130,7 +130,7 @@ class RunRecord:
 
     def __init__(self, run_dir: str | Path, cfg: DictConfig, attempt: int = 1, write: bool = True,
                  earlier: Sequence[dict[str, Any]] = (), resumed_from: str | None = None,
-                 notes: Sequence[str] = ()):
+                 notes: Sequence[str] = (), factors: dict[str, Any] | None = None):
         self.run_dir, self.write = Path(run_dir), write  # write=False: a DDP rank other than 0
         about = provenance()
         self.started = time.perf_counter()
@@ -143,7 +143,7 @@ class RunRecord:
             "status": "running",
             "error": None,
             "interrupted": False,
-            "factors": run_factors(cfg),
+            "factors": run_factors(cfg) if factors is None else factors,
             "train": {**dict.fromkeys(("steps", "epochs", "final_loss", "best_val_loss", "time_s",
                                        "peak_memory_gb", "avg_memory_gb", "clips_per_s",
                                        "skipped_steps")),

@@ -33,10 +33,12 @@ from text2sign.callbacks.gpu_memory import GPUMemoryMonitor
 from text2sign.callbacks.training_log import TrainingLog
 from text2sign.checkpointing import StepCheckpoint, remove_partial_writes
 from text2sign.distributed import is_rank_zero, launches_workers, worker_launch
+from text2sign.evaluate_checkpoint import evaluation_config, evaluation_factors
 from text2sign.files import atomic_write_json
 from text2sign.module import TextToSignModule
 from text2sign.parallel import share_cpu, use_own_gpu
 from text2sign.perf import FastPath
+from text2sign.preflight import check_config
 from text2sign.results import RunRecord, one_line, parameter_counts, plain
 
 log = logging.getLogger(__name__)
@@ -76,8 +78,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     A run directory that already holds an attempt is continued, not overwritten: a completed
     run is skipped, an interrupted one resumes from its newest intact checkpoint, and a failed
     one is skipped unless `retry_failed=true`. A directory another process holds is not touched.
+    With train=false the run evaluates ckpt_path with the config stored in it
+    (evaluate_checkpoint).
     """
     run_dir = Path(cfg.paths.output_dir)
+    if not cfg.train:
+        cfg = evaluation_config(cfg)
     with hold_run_directory(run_dir) if is_rank_zero() else nullcontext():
         plan = plan_attempt(run_dir, cfg.retry_failed, plain(cfg))
         log.info("run directory: %s (%s)", run_dir, plan.reason)
@@ -98,7 +104,8 @@ def attempt(cfg: DictConfig, plan: Plan | None = None) -> dict[str, Any]:
     run_dir = Path(cfg.paths.output_dir)
     resumed_from = plan.ckpt_path and str(plan.ckpt_path.relative_to(run_dir))
     record = RunRecord(run_dir, cfg, plan.attempt, is_rank_zero(), plan.earlier,
-                       resumed_from if cfg.train else None, plan.notes)
+                       resumed_from if cfg.train else None, plan.notes,
+                       None if cfg.train else evaluation_factors(cfg))
     callbacks: dict[str, pl.Callback] = {}
     try:
         _train(cfg, run_dir, record, callbacks)
@@ -148,6 +155,7 @@ def build_module(cfg: DictConfig) -> TextToSignModule:
 
 
 def _train(cfg: DictConfig, run_dir: Path, record: RunRecord, callbacks: dict) -> None:
+    check_config(cfg)
     if not cfg.train and cfg.ckpt_path is None:
         raise ValueError("train=false evaluates a checkpoint: set ckpt_path=PATH")
     # the callbacks check their settings: a bad value fails before the data is decoded;
@@ -162,6 +170,7 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord, callbacks: dict) -
         if split_ids is not None:
             atomic_write_json(run_dir / "split.json", split_ids)
         atomic_write_json(run_dir / "data_report.json", data_report)
+        log.info("data report (every skipped and padded file): %s", run_dir / "data_report.json")
     record.update("data", {
         "name": data_report["name"],
         "num_train": data_report["splits"]["train"]["clips"],

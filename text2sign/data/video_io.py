@@ -65,6 +65,10 @@ def caption_grid(clips: torch.Tensor, captions: list[str], min_size: int = 64) -
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
+class EmptyWindow(ValueError):
+    """A readable video without a frame in the requested [start, end): the window is wrong."""
+
+
 def read_clip(path: str | Path, start: float | None = None, end: float | None = None,
               frames_fps: float = 25.0) -> tuple[np.ndarray, np.ndarray]:
     """Decode a video file (PyAV: mp4, webm, gif, ...) or a folder of frames (Pillow).
@@ -80,8 +84,13 @@ def read_clip(path: str | Path, start: float | None = None, end: float | None = 
         keep &= times >= start - 1e-6
     if end is not None:
         keep &= times < end - 1e-6
+    if not len(times):
+        raise ValueError("no frames decoded")
     if not keep.any():
-        raise ValueError("no frames decoded" + (" in [start, end)" if len(times) else ""))
+        length = times[-1] + (times[1] - times[0] if len(times) > 1 else 0)
+        window = f"[{start or 0:g}, {'its end' if end is None else format(end, 'g')})"
+        raise EmptyWindow(f"no frame in the window {window} s: the video has {len(times)} "
+                          f"frames, {length:.2f} s")
     return np.stack([f for f, k in zip(frames, keep) if k]), times[keep]
 
 

@@ -204,6 +204,11 @@ class Stage(nn.Module):
         return x if self.attn is None else self.attn(x, context, mask)
 
 
+def size_divisor(channel_mults: Sequence[int]) -> int:
+    """What the frame size must be a multiple of: every level but the last halves it."""
+    return 2 ** (len(channel_mults) - 1)
+
+
 class UNet3D(nn.Module):
     """Predicts the diffusion target (noise or velocity) of a noisy video.
 
@@ -245,7 +250,7 @@ class UNet3D(nn.Module):
                 f"0..{len(channel_mults) - 1} (one per entry of channel_mults)"
             )
         self.base_channels = base_channels
-        self.size_divisor = 2 ** (len(channel_mults) - 1)
+        self.size_divisor = size_divisor(channel_mults)
         emb_dim = 4 * base_channels
         self.time_mlp = nn.Sequential(
             nn.Linear(base_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
