@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from scipy import stats
 
 from analysis_fixtures import (FVD, GROUPS, PROMPTS, SEEDS, TIME_S, config, factors, results,
@@ -30,6 +30,7 @@ from text2sign.analysis.samples import sample_sheets
 from text2sign.analysis.stats import holm, t_test
 from text2sign.analysis.study import Study, build_study
 from text2sign.factors import saved_factors
+from text2sign.fonts import caption_font
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = ["comparison_table.csv", "comparison_table.md", "comparison_table.tex",
@@ -292,6 +293,23 @@ def test_gpu_memory_is_plotted_and_compared_when_recorded(tmp_path):
     assert (tmp_path / "gpu_memory.png").stat().st_size > 0
     assert findings(study)[0][3] == "+19.0% (worse)"  # 12.5 GB against 10.5 GB
     assert sample_sheets(study, tmp_path) == "no completed run has samples/index.json"
+
+
+def test_sample_sheets_draw_german_captions_with_glyphs(tmp_path):
+    """PHOENIX's captions are German; umlauts were once drawn as boxes."""
+    prompt = "Grüße aus Köln"
+    write_run(tmp_path / "run", results(factors("frozen", True, 0), 1.0, 1.0, 0), prompts=(prompt,))
+    (path,) = sample_sheets(build_study(collect([tmp_path], skip=tmp_path / "out")), tmp_path)
+    sheet = Image.open(path)
+
+    def title_row(text: str) -> bytes:
+        image = Image.new("RGB", sheet.size, "white")
+        ImageDraw.Draw(image).text((4, 4), text, fill="black", font=caption_font(f'"{prompt}"'))
+        return image.crop((0, 0, sheet.width, 20)).tobytes()
+
+    drawn = sheet.crop((0, 0, sheet.width, 20)).tobytes()
+    assert drawn == title_row(f'"{prompt}"')
+    assert drawn != title_row(f'"{prompt}"'.replace("ü", "\U0010FFFD").replace("ö", "\U0010FFFD"))
 
 
 def test_no_completed_run_still_gives_a_report(tmp_path, capsys):

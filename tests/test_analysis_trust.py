@@ -17,7 +17,7 @@ from scipy import stats
 from analysis_fixtures import FVD, GROUPS, TIME_S, config, factors, results, write_run
 from text2sign.analysis import cli
 from text2sign.analysis.collect import Run, collect
-from text2sign.analysis.configs import run_config
+from text2sign.run_identity import run_config
 from text2sign.analysis.levels import parse_assignments
 from text2sign.analysis.report import findings, metric_rows
 from text2sign.analysis.stats import ALPHA, mde, significant, t_test, welch_mde

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
@@ -71,6 +73,14 @@ def test_experiment_preset_sweeps_the_grid_over_seeds(tmp_path):
         ("model.diffusion.prediction_type=x0", ["prediction_type", "epsilon", "v_prediction"]),
         ("trainer.max_step=5", ["trainer.max_step", "not in"]),
         ("foo=1", ["foo"]),
+        # typed by the constructors' signatures (text2sign/config.py restates no key)
+        ("model.denoiser.base_channels=abc", ["model.denoiser.base_channels", "abc", "int"]),
+        ("model.cond_drop_prob=abc", ["model.cond_drop_prob", "abc", "float"]),
+        ("model.denoiser.widht=3", ["model.denoiser.widht", "not in", "UNet3D"]),
+        ("model.nonfinite_loss=maybe", ["model.nonfinite_loss", "fail", "skip"]),
+        ("data.max_glosses=two", ["data.max_glosses", "two"]),
+        ("eval.fvd.backbone=x3d", ["eval.fvd.backbone", "i3d", "videomae"]),
+        ("eval.retrieval.timesteps=[early]", ["eval.retrieval.timesteps", "early"]),
     ],
 )
 def test_bad_overrides_fail_with_a_clear_message(tmp_path, override, expected):
@@ -94,7 +104,61 @@ def test_sweep_directories_cannot_collide():
     sweep_dir = compose_hydra([]).hydra.sweep.dir
     assert sweep_dir.startswith("outputs/multirun/") and sweep_dir.count("-") >= 5
     assert _unique_id() != _unique_id()  # two sweeps in one second get different suffixes
-    assert _job_dirname("ema=True,text_encoder=frozen", 0) == "ema=True,text_encoder=frozen"
-    assert _job_dirname("text_encoder.name=/models/t5", 1) == "text_encoder.name=_models_t5"
     long = _job_dirname(",".join(f"key{i}=value{i}" for i in range(40)), 7)
     assert long.startswith("job7_") and len(long) < 20
+
+
+def test_sweep_job_paths_paste_into_an_override_unquoted(tmp_path):
+    """A job directory is named so that Hydra's parser (and a shell) takes
+    `ckpt_path=<sweep>/<job>/checkpoints/final.ckpt` as it is; names stay readable and
+    distinct overrides never share a directory."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from text2sign.config import _job_dirname
+
+    assert _job_dirname("ema=True,text_encoder=frozen", 0) == "ema-True+text_encoder-frozen"
+    assert _job_dirname("optimizer.lr=1e-4,seed=0", 1) == "optimizer.lr-1e-4+seed-0"
+    overrides = ["text_encoder.name=/models/t5", "text_encoder.name=_models_t5",
+                 "optimizer.lr=1e+30", "optimizer.lr=1e-30", "tags=[a,b]", "tags=[a_b]",
+                 "callbacks.samples.prompts=[\"größe\",\"x y\"]", "seed=0,ema=True"]
+    names = [_job_dirname(o, k) for k, o in enumerate(overrides)]
+    assert len(set(names)) == len(names)
+    assert names[0].startswith("text_encoder.name-_models_t5_")  # readable, then a hash
+    parser = OverridesParser.create()
+    for name in names:
+        path = f"outputs/multirun/2026-11-25_21-35-10_8533-a1f2/{name}/checkpoints/final.ckpt"
+        assert parser.parse_overrides([f"ckpt_path={path}"])[0].value() == path, name
+    # a sweep made before this naming resumes in its directories
+    (tmp_path / "ema=True,text_encoder=frozen").mkdir()
+    assert _job_dirname("ema=True,text_encoder=frozen", 0, str(tmp_path)) == (
+        "ema=True,text_encoder=frozen")
+    assert _job_dirname("ema=False,text_encoder=frozen", 1, str(tmp_path)) == (
+        "ema-False+text_encoder-frozen")
+
+
+def test_every_option_with_a_target_is_typed_by_its_signature(tmp_path):
+    """Each group option's node is a structured config made from its `_target_`'s signature."""
+    for group in ("data", "text_encoder", "model", "optimizer", "lr_scheduler", "trainer",
+                  "callbacks", "logger", "eval"):
+        for option in group_options(group):
+            node = compose_config([f"{group}={option}"], tmp_path)[group]
+            target = node.get("_target_", group)  # callbacks and logger: a node per target
+            assert OmegaConf.get_type(node).__name__ == target.rsplit(".", 1)[-1], option
+    cfg = compose_config([], tmp_path)
+    assert OmegaConf.get_type(cfg.model.denoiser).__name__ == "UNet3D"
+    assert OmegaConf.get_type(cfg.callbacks.best_checkpoint).__name__ == "ModelCheckpoint"
+
+
+def test_a_key_in_conf_that_its_constructor_lacks_fails_at_registration(tmp_path):
+    from text2sign.config import register_configs
+
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF, conf)
+    model = conf / "model" / "unet3d.yaml"
+    model.write_text(model.read_text().replace("  dropout: 0.0", "  dropout: 0.0\n  widht: 3"))
+    try:
+        with pytest.raises(ValueError, match=r"unet3d.yaml: model.denoiser.widht is not a "
+                                             r"parameter of text2sign.models.unet3d.UNet3D"):
+            register_configs(conf)
+    finally:
+        register_configs()  # the real conf/ for the other tests

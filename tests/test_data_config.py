@@ -31,12 +31,12 @@ def test_every_data_option_composes_with_every_scale(tmp_path, option, scale):
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        (["data=gif_folder", "data.rot=/d"], ["data.rot", "GifFolderDataConfig"]),
+        (["data=gif_folder", "data.rot=/d"], ["data.rot", "GifFolderDataModule"]),
         (["data=gif_folder", "data.fit=square"], ["data.fit", "crop", "pad"]),
         (["data=manifest", "data.num_frames=abc"], ["data.num_frames", "abc"]),
         (["data=how2sign", "data.split=speaker"], ["data.split", "signer", "official"]),
         (["data=phoenix14t", "data.short_clips=drop"], ["data.short_clips", "skip"]),
-        (["data=synthetic", "data.root=/d"], ["data.root", "SyntheticDataConfig"]),
+        (["data=synthetic", "data.root=/d"], ["data.root", "SyntheticSignDataModule"]),
     ],
 )
 def test_data_typos_fail_with_the_key(tmp_path, overrides, expected):

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from conftest import CONF
 from data_fixtures import write_gif_folder
 from text2sign.callbacks.evaluation import Evaluation
+from text2sign.checkpointing import CheckpointError
 from text2sign.data.synthetic import SyntheticSignDataset
 from text2sign.generate import generate, load_module
 from text2sign.metrics.suite import video_metrics
@@ -152,7 +153,8 @@ def test_generate_rejects_missing_ema_and_bad_paths(tiny_config, tmp_path):
     run(tiny_config("ema=false"))
     with pytest.raises(ValueError, match="weights=raw"):
         load_module(tmp_path / "checkpoints" / "final.ckpt", "ema")
-    with pytest.raises(FileNotFoundError, match="ckpt_path"):
+    with pytest.raises(CheckpointError, match="nothing.ckpt is not a readable text2sign "
+                                              "checkpoint: no such file; set ckpt_path"):
         load_module(tmp_path / "nothing.ckpt")
 
 

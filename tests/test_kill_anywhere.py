@@ -22,7 +22,8 @@ LONGER = [*TINY, "trainer.max_steps=12", "data.num_train=16", "trainer.val_check
 # what differs by nature: the clock, which attempt this is, the run directory in the command
 TIMINGS = {"train": {"time_s", "clips_per_s"},
            "eval": {"inference_time_ms", "eval_time_s", "retrieval.time_s"},
-           "provenance": {"started_at", "finished_at", "attempt", "attempts", "command"}}
+           "provenance": {"started_at", "finished_at", "wall_s", "attempt", "attempts",
+                          "command"}}
 
 # TEXT2SIGN_KILL_AT (text2sign/faults.py): the process SIGKILLs itself there; the restarted
 # run resumes from the checkpoint named (README: Resuming runs and sweeps)

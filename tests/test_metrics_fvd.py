@@ -103,7 +103,8 @@ def test_missing_detector_fails_fast_naming_the_key(tmp_path, monkeypatch):
     offline = dataclasses.replace(video_features.I3D_DETECTOR, url="http://127.0.0.1:9/i3d_torchscript.pt")
     monkeypatch.setattr(video_features, "I3D_DETECTOR", offline)
     with pytest.raises(MetricUnavailable, match="eval.fvd.detector_path"):
-        load_video_feature_extractor("i3d", cache_dir=tmp_path, detector_sha256="0" * 64)
+        load_video_feature_extractor("i3d", cache_dir=tmp_path, detector_sha256="0" * 64,
+                                     download=True)
     assert time.monotonic() - start < 5
 
 

@@ -77,7 +77,7 @@ def test_unreachable_download_fails_fast(tmp_path, monkeypatch):
     monkeypatch.setattr(perceptual, "ALEXNET_WEIGHTS", offline)
     start = time.monotonic()
     with pytest.raises(MetricUnavailable, match="eval.lpips.backbone_path"):
-        load_lpips(cache_dir=tmp_path)
+        load_lpips(cache_dir=tmp_path, download=True)
     assert time.monotonic() - start < 5
 
 

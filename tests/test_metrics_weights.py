@@ -23,21 +23,22 @@ def spec(source, sha256):
 
 def test_verified_download_lands_in_the_cache(tmp_path, source):
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
-    path = resolve_weights(spec(source, digest[:8]), cache_dir=tmp_path / "cache")
+    path = resolve_weights(spec(source, digest[:8]), cache_dir=tmp_path / "cache", download=True)
     assert path == tmp_path / "cache" / "weights.bin" and path.read_bytes() == source.read_bytes()
 
 
 def test_checksum_mismatch_keeps_nothing(tmp_path, source):
     with pytest.raises(MetricUnavailable, match="does not match.*eval.test.path"):
-        resolve_weights(spec(source, "0" * 64), cache_dir=tmp_path / "cache")
+        resolve_weights(spec(source, "0" * 64), cache_dir=tmp_path / "cache", download=True)
     assert list((tmp_path / "cache").iterdir()) == []
 
 
 def test_no_checksum_no_download(tmp_path, source):
     with pytest.raises(MetricUnavailable, match="no published checksum"):
-        resolve_weights(spec(source, None), cache_dir=tmp_path / "cache")
+        resolve_weights(spec(source, None), cache_dir=tmp_path / "cache", download=True)
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
-    path = resolve_weights(spec(source, None), cache_dir=tmp_path / "cache", sha256=digest)
+    path = resolve_weights(spec(source, None), cache_dir=tmp_path / "cache", sha256=digest,
+                           download=True)
     assert path.is_file()
 
 

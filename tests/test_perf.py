@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 
-from text2sign import perf
 from text2sign.data.synthetic import SyntheticSignDataset
 from text2sign.models import unet3d
 from text2sign.module import to_model_range
+from text2sign.perf import FastPath
+from text2sign.results import plain as plain_data
 from text2sign.train import build_module
 
-PLAIN = ["perf.compile=false", "perf.gradient_checkpointing=false", "perf.channels_last=false",
-         "perf.fused_optimizer=false"]
+PLAIN = [f"perf.{key}={value}" for key, value in dataclasses.asdict(FastPath()).items()]
 # every switch on; aot_eager runs dynamo and AOT autograd (the checkpointing graph) without
 # inductor's code generation, which takes minutes on a CPU (the slow test below runs it)
 FAST = ["perf.compile=true", "perf.compile_backend=aot_eager", "perf.gradient_checkpointing=true",
@@ -31,7 +34,8 @@ def batch_and_noise(n: int = 4):
 
 
 def twin_modules(tiny_config, fast: list[str], plain: list[str] = PLAIN):
-    """(fast, plain) modules with the same weights; the fast one loads the plain state_dict."""
+    """(fast, plain) modules with the same weights; the fast one loads the plain state_dict.
+    Both are configured (compiled) as Lightning's fit would."""
     torch.manual_seed(0)
     reference = build_module(tiny_config(*plain))
     with torch.no_grad():  # zero-initialised layers would leave every gradient but the head's 0
@@ -39,6 +43,8 @@ def twin_modules(tiny_config, fast: list[str], plain: list[str] = PLAIN):
             if not p.any():
                 p.normal_(std=0.1)
     candidate = build_module(tiny_config(*fast))
+    for module in (reference, candidate):
+        module.configure_model()
     assert list(candidate.state_dict()) == list(reference.state_dict())  # no _orig_mod. keys
     candidate.load_state_dict(reference.state_dict())
     return candidate, reference
@@ -66,6 +72,8 @@ def assert_close_dicts(a: dict, b: dict, **tolerance) -> None:
 def test_fast_path_equals_the_plain_path_in_training_and_sampling(tiny_config):
     fast, plain = twin_modules(tiny_config, FAST)
     assert fast.denoiser.gradient_checkpointing and fast.denoiser.memory_format is torch.channels_last_3d
+    assert fast.denoiser.compiled and not plain.denoiser.compiled
+    assert next(fast.denoiser.stem.parameters()).is_contiguous(memory_format=torch.channels_last_3d)
     assert fast.configure_optimizers()["optimizer"].defaults["fused"] is True
     inputs = batch_and_noise()
     before = {n: p.detach().clone() for n, p in plain.denoiser.named_parameters()}
@@ -162,15 +170,30 @@ def test_inductor_compile_with_checkpointing_trains_like_eager(tiny_config):
 def test_bad_switch_values_fail_with_the_key(tiny_config):
     with pytest.raises(ValueError, match=r"perf.compile='maybe': use auto, true or false"):
         build_module(tiny_config("perf.compile=maybe"))
-    assert perf.switch("fused_optimizer", "auto", auto=True) is True
-    assert perf.switch("fused_optimizer", False, auto=True) is False
+    assert FastPath(fused_optimizer="auto").on("fused_optimizer", auto=True) is True
+    assert FastPath(fused_optimizer=False).on("fused_optimizer", auto=True) is False
+
+
+def test_configure_model_compiles_once_and_no_perf_is_the_plain_path(tiny_config):
+    module = build_module(tiny_config("perf.compile=true", "perf.compile_backend=aot_eager"))
+    assert not module.denoiser.compiled  # Lightning's configure_model compiles, not the build
+    module.configure_model()
+    compiled = module.denoiser.denoise
+    module.configure_model()  # Lightning calls it again for validate: nothing changes
+    assert module.denoiser.compiled and module.denoiser.denoise is compiled
+    assert module.denoiser.context_multiple == unet3d.CONTEXT_MULTIPLE
+    saved = plain_data(tiny_config())  # as a checkpoint stores it
+    del saved["perf"]  # one written before the fast path existed
+    plain = build_module(OmegaConf.create(saved))
+    plain.configure_model()
+    assert plain.fast_path == FastPath() and not plain.denoiser.compiled
 
 
 def test_fused_optimizer_auto_is_off_on_cpu_and_rejected_where_unsupported(tiny_config):
     module = build_module(tiny_config())
     assert not module.configure_optimizers()["optimizer"].defaults["fused"]
     with pytest.raises(ValueError, match="no fused kernel"):
-        perf.build_optimizer(torch.optim.Adadelta, True, [{"params": [torch.zeros(1)]}])
+        FastPath(fused_optimizer=True).optimizer_options(torch.optim.Adadelta, [torch.zeros(1)])
 
 
 def test_padding_the_text_tokens_for_compilation_changes_nothing():
@@ -180,5 +203,5 @@ def test_padding_the_text_tokens_for_compilation_changes_nothing():
     mask = torch.tensor([[True, True, False], [True, True, True]])
     with torch.no_grad():
         expected = model(x, t, context, mask)
-        model.context_multiple = perf.CONTEXT_MULTIPLE
+        model.context_multiple = unet3d.CONTEXT_MULTIPLE
         torch.testing.assert_close(model(x, t, context, mask), expected, rtol=1e-5, atol=1e-6)

@@ -40,8 +40,8 @@ def test_a_sweep_run_again_skips_what_is_done_and_retries_failures_when_asked(tm
                f"hydra.sweep.dir={sweep}"]
     first_run = run_train(*command)
     assert first_run.returncode == 1  # a job failed
-    done = sweep / "callbacks.ema.decay=0.9,eval.enabled=False,scale=tiny"
-    failed = sweep / "callbacks.ema.decay=1.5,eval.enabled=False,scale=tiny"
+    done = sweep / "callbacks.ema.decay-0.9+eval.enabled-False+scale-tiny"
+    failed = sweep / "callbacks.ema.decay-1.5+eval.enabled-False+scale-tiny"
     reason = "ValueError: callbacks.ema.decay=1.5 must be in (0, 1)"
     assert summary(first_run) == [
         f"sweep {sweep}: 1 completed, 1 failed, 0 skipped",

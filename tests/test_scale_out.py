@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 
 from conftest import TINY, compose_hydra, run_train
 from text2sign.checkpointing import AtomicCheckpointIO
+from text2sign.config import _job_dirname
 from text2sign.data.sampler import ResumableBatchSampler
 from text2sign.parallel import claim_gpu
 
@@ -87,8 +88,8 @@ def test_ddp_on_two_cpu_processes_writes_each_file_once(tmp_path):
     assert f"sweep {sweep}: 1 completed, 1 failed, 0 skipped" in result.stdout + result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]  # no stray output dirs
     assert result.stdout.count("Launching 2 jobs") == 1  # the workers did not restart the sweep
-    healthy, diverged = (sweep / f"optimizer.lr={lr},scale=tiny,trainer.devices=2,trainer=ddp"
-                         for lr in ("0.001", "1e+30"))
+    healthy, diverged = (sweep / _job_dirname(f"optimizer.lr={lr},scale=tiny,trainer.devices=2,"
+                                              "trainer=ddp", 0) for lr in ("0.001", "1e+30"))
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == [healthy.name, diverged.name]
 
     results = json.loads((healthy / "results.json").read_text())

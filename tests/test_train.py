@@ -9,9 +9,12 @@ import subprocess
 import sys
 
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import InstantiationException
 
-from conftest import ROOT, TINY, compose_config, compose_run, run_train
+from conftest import CONF, ROOT, TINY, compose_config, compose_hydra, compose_run, run_train
+from text2sign.generate import generate
 from text2sign.schema import AT_END, problems
 from text2sign.train import run
 
@@ -103,21 +106,32 @@ def test_the_users_multirun_command(tmp_path):
         factors = results["factors"]
         assert results["status"] == "completed"
         assert path.parent.name == (
-            f"ema={factors['ema']},scale=tiny,text_encoder={factors['text_encoder']}")
+            f"ema-{factors['ema']}+scale-tiny+text_encoder-{factors['text_encoder']}")
         assert results["eval"]["weights"] == ("ema" if factors["ema"] else "raw")
+
+    # the job directories paste into the README's commands as they are
+    job = sweep / "ema-True+scale-tiny+text_encoder-frozen"
+    assert compose_hydra([f"hydra.sweep.dir={sweep}"]).hydra.sweep.dir == str(sweep)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("generate", overrides=[f"ckpt_path={job}/checkpoints/final.ckpt",
+                                             "steps=1"])
+    assert cfg.ckpt_path == f"{job}/checkpoints/final.ckpt"
+    index = generate(cfg, tmp_path / "generated")
+    assert (tmp_path / "generated" / index["prompts"][0]["gif"]).is_file()
 
 
 def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     sweep = tmp_path / "sweep"
     result = run_train("-m", *TINY, "data.batch_size=64,4", f"hydra.sweep.dir={sweep}")
     assert result.returncode == 1, result.stderr[-3000:]  # the sweep says a job failed
-    assert ("  failed    data.batch_size=64,scale=tiny: ValueError: data.batch_size=64 is larger "
+    assert ("  failed    data.batch_size-64+scale-tiny: ValueError: data.batch_size=64 is larger "
             "than data.num_train=32") in result.stdout + result.stderr
     records = {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/results.json")}
     assert {name: r["status"] for name, r in records.items()} == {
-        "data.batch_size=64,scale=tiny": "failed", "data.batch_size=4,scale=tiny": "completed"}
+        "data.batch_size-64+scale-tiny": "failed", "data.batch_size-4+scale-tiny": "completed"}
     assert [problems(r) for r in records.values()] == [[], []]
-    factors = records["data.batch_size=64,scale=tiny"]["factors"]  # from Hydra's runtime
+    factors = records["data.batch_size-64+scale-tiny"]["factors"]  # from Hydra's runtime
     assert {k: factors[k] for k in ("scale", "data", "text_encoder", "data.batch_size", "ema",
                                     "seed")} == {"scale": "tiny", "data": "synthetic",
                                                  "text_encoder": "frozen", "data.batch_size": 64,

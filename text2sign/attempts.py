@@ -12,7 +12,9 @@ A run resumes from its intact checkpoint with the highest step (final.ckpt once 
 ended, else last.ckpt or a step checkpoint); a damaged one is passed over, and with none left
 the run starts over. A run started in a used directory with a different config is not the
 same job: it starts (from ckpt_path if given, e.g. to continue training with a larger
-trainer.max_steps). One process at a time holds a run directory (`hold_run_directory`).
+trainer.max_steps). Configs are compared without their run-local keys (run_identity), so a run
+directory reached through a symlink or copied elsewhere holds the same run. One process at a
+time holds a run directory (`hold_run_directory`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 
 from text2sign.checkpointing import resume_point
 from text2sign.results import now_iso
+from text2sign.run_identity import run_config
 from text2sign.schema import ARTIFACTS, Attempt, UnreadableResults, empty, read_results
 
 log = logging.getLogger(__name__)
@@ -55,8 +58,8 @@ class Plan:
     notes: list[str] = field(default_factory=list)  # checkpoints passed over, and why
 
 
-# Keys that say how to start a run, not what it computes.
-_HOW_TO_RUN = ("ckpt_path", "retry_failed")
+# Says how to start a run, not what it computes (run-local or not: see run_identity).
+_HOW_TO_RUN = "ckpt_path"
 
 
 def plan_attempt(run_dir: str | Path, retry_failed: bool, config: dict[str, Any]) -> Plan:
@@ -122,7 +125,10 @@ def _logged_train_time(run_dir: Path) -> float:
 
 
 def _what(config: dict[str, Any] | None) -> dict[str, Any] | None:
-    return None if config is None else {k: v for k, v in config.items() if k not in _HOW_TO_RUN}
+    """What a run computes, wherever its directory is."""
+    if not isinstance(config, dict):
+        return None
+    return {k: v for k, v in run_config(config).items() if k != _HOW_TO_RUN}
 
 
 def _read_results(run_dir: Path) -> dict[str, Any] | None:

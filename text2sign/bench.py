@@ -15,6 +15,7 @@ GPU's peak). A figure that cannot be measured is null, with the reason under `no
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import platform
 import re
@@ -37,10 +38,10 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
-from text2sign import perf
 from text2sign.config import BenchConfig, register_configs
 from text2sign.files import atomic_write_json
 from text2sign.module import UNCONDITIONAL_CAPTION, TextToSignModule, to_model_range
+from text2sign.perf import AUTOCAST_DTYPES, FastPath
 from text2sign.train import build_module
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -54,10 +55,6 @@ PEAK_FLOPS = {
     r"A100": {"bf16": 312e12, "tf32": 156e12, "fp32": 19.5e12},
     r"\bL4\b": {"bf16": 121e12, "tf32": 60e12, "fp32": 30.3e12},
 }
-
-# the fast path switched off, for the eager fp32 baseline
-PLAIN_PERF = {"compile": False, "gradient_checkpointing": False, "channels_last": False,
-              "tf32": False, "fused_optimizer": False}
 
 
 # ------------------------------------------------------------------------------------ config
@@ -151,7 +148,7 @@ def lightning_stamps(cfg: DictConfig, module: TextToSignModule, batches: list[di
 
 
 def autocast_context(precision: str, device: torch.device):
-    dtype = perf.AUTOCAST_DTYPES.get(str(precision))
+    dtype = AUTOCAST_DTYPES.get(str(precision))
     return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
@@ -169,6 +166,7 @@ def train_step(module: TextToSignModule, batch: dict, device: torch.device,
 def plain_stamps(module: TextToSignModule, batches: list[dict], device: torch.device,
                  precision: str, clip_norm: float | None) -> list[float]:
     """The plain PyTorch loop: forward, backward, clipping, optimizer and LR-scheduler step."""
+    module.configure_model()  # the fast path, as Lightning applies it before a fit
     module.to(device).train()
     optimizer, scheduler = optimizer_and_scheduler(module)
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -195,7 +193,9 @@ def optimizer_and_scheduler(module: TextToSignModule) -> tuple[torch.optim.Optim
 
 
 def eager_fp32_config(cfg: DictConfig) -> DictConfig:
-    return OmegaConf.merge(cfg, {"perf": PLAIN_PERF, "trainer": {"precision": "32-true"}})
+    """The config without the fast path (`FastPath()`: every switch off), in fp32."""
+    plain_path = dataclasses.asdict(FastPath())
+    return OmegaConf.merge(cfg, {"perf": plain_path, "trainer": {"precision": "32-true"}})
 
 
 def largest_batch(module: TextToSignModule, batch: dict, device: torch.device, precision: str,
@@ -317,7 +317,7 @@ def run(cfg: DictConfig, bench: DictConfig) -> dict[str, Any]:
     flops = count_flops(eager, batches[0], device)
     eager_ms = median_ms(step_times(plain_stamps(eager, batches, device, "32-true",
                                                  cfg.trainer.gradient_clip_val), warmup))
-    perf.apply_global_settings(cfg.perf)  # the eager module switched TF32 off
+    FastPath(**cfg.perf).apply_global_settings()  # the eager module switched TF32 off
 
     name = device_name(device)
     peak = peak_flops(name, precision, cfg.perf.tf32) if device.type == "cuda" else None

@@ -1,5 +1,5 @@
 """Checkpoint files: written atomically, saved after the step's validation, checked before a
-run resumes from them.
+run resumes from them or a command reads them (`read_checkpoint`).
 
 Lightning writes a checkpoint through a filesystem "transaction" whose temporary file may sit
 on another disk, so a kill during the final move can leave a truncated `last.ckpt`. Here the
@@ -9,6 +9,7 @@ that fails (a full disk) leaves the previous file as it was.
 
 from __future__ import annotations
 
+import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,14 +30,87 @@ RESUMABLE = ("final.ckpt", "last.ckpt")
 STEP_FILES = "step*.ckpt"  # callbacks.step_checkpoints
 
 
+# What a checkpoint written by train.py holds, beyond Lightning's own keys.
+TEXT2SIGN_KEYS = ("text2sign_config", "state_dict", "global_step")
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable text2sign checkpoint; the message says why and what to do."""
+
+    def __init__(self, path: str | Path, reason: str):
+        super().__init__(f"{path} is not a readable text2sign checkpoint: {reason}; set ckpt_path "
+                         "to a checkpoint written by train.py (a run's checkpoints/final.ckpt, "
+                         "last.ckpt or best.ckpt)")
+
+
+def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+    """The content of a checkpoint train.py wrote (plain data only), or a CheckpointError that
+    says why the file is not one. `mmap`: read the small header now, the tensors when used."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        inside = path / FOLDER / "final.ckpt"
+        raise CheckpointError(path, "it is a directory" + (
+            f" (its final checkpoint is {inside})" if inside.is_file() else ""))
+    if not path.is_file():
+        raise CheckpointError(path, "no such file")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(path, "the file is empty (0 bytes)")
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            truncated = f.read(4) == b"PK\x03\x04"  # a zip archive that ends early
+        raise CheckpointError(path, f"truncated: the archive ends early ({size} bytes)" if truncated
+                              else "not a PyTorch checkpoint archive (a text file or another "
+                                   "format)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as err:  # noqa: BLE001 - whatever torch says, the file is unusable
+        raise CheckpointError(path, f"torch cannot load it ({_first_sentence(err)})") from err
+    missing = [key for key in TEXT2SIGN_KEYS
+               if not isinstance(checkpoint, dict) or key not in checkpoint]
+    if missing:
+        found = sorted(map(str, checkpoint))[:8] if isinstance(checkpoint, dict) else []
+        raise CheckpointError(path, f"it lacks {', '.join(missing)} (holds "
+                              f"{type(checkpoint).__name__} {found}): written by another program")
+    return checkpoint
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Local checkpoints via temp file + rename; remote URLs (s3://...) as Lightning does."""
+    """Local checkpoints via temp file + rename; remote URLs (s3://...) as Lightning does.
+
+    A checkpoint read from a run directory that was moved, copied or reached through a symlink
+    names the checkpoint files of its old place (best, last, the kept step checkpoints); they
+    are renamed to where the checkpoint now lies, so Lightning restores the checkpoint
+    callbacks' scores instead of starting the race for best.ckpt again."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         if not isinstance(get_filesystem(path), LocalFileSystem):
             return super().save_checkpoint(checkpoint, path, storage_options)
         with atomic_file(path, "wb") as f:
             torch.save(checkpoint, f)
+
+    def load_checkpoint(self, path, *args, **kwargs) -> dict[str, Any]:
+        checkpoint = super().load_checkpoint(path, *args, **kwargs)
+        if isinstance(get_filesystem(path), LocalFileSystem):
+            here = os.path.realpath(Path(path).parent)  # as ModelCheckpoint resolves dirpath
+            for state in checkpoint.get("callbacks", {}).values():
+                if isinstance(state, dict) and state.get("dirpath") not in (None, here):
+                    _move_paths(state, state["dirpath"], here)
+        return checkpoint
+
+
+def _move_paths(state: dict[str, Any], old: str, new: str) -> None:
+    """A ModelCheckpoint's state with the files under `old` named under `new`."""
+    def moved(path: Any) -> Any:
+        inside = isinstance(path, str) and path.startswith(old + os.sep)
+        return new + path[len(old):] if inside else path
+
+    state["dirpath"] = new
+    for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+        if key in state:
+            state[key] = moved(state[key])
+    if isinstance(state.get("best_k_models"), dict):
+        state["best_k_models"] = {moved(k): v for k, v in state["best_k_models"].items()}
 
 
 class StepCheckpoint(ModelCheckpoint):

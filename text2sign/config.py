@@ -1,34 +1,49 @@
-"""The structured schema of conf/train.yaml.
+"""The typed schema of conf/: each YAML node with a `_target_` is typed by its target's signature.
 
-Hydra merges every YAML file onto these dataclasses, so a value of the wrong type
-(`ema=maybe`, `optimizer.lr=abc`), a choice outside an enum, or a key that does not exist is
-rejected with the key's full name before any work starts. Values live in conf/; this file
-holds only types (MISSING means: the YAML must set it).
+A setting is declared twice: typed, as a parameter of the class or function that takes it (the
+node's `_target_`), and with its value, in conf/. Nothing here restates a key.
+`register_configs` turns every option file that lists `<option>_schema` in its defaults into a
+structured config: the keys the file sets (with the files it includes), each typed by the
+target's parameter of that name. Hydra then rejects a value of the wrong type
+(`optimizer.lr=abc`), a choice outside an enum, or a key that does not exist, naming the key,
+before any work starts; a key in conf/ that its target does not take fails at registration.
+
+Why not hydra-zen's `builds(target, populate_full_signature=True)`: it makes every parameter
+a key (all of pl.Trainer's, AdamW's and ModelCheckpoint's), which would change every run's
+recorded config, and with it the resuming and comparing of runs made before. Here the keys
+stay the YAML's and only the types come from the signatures: a small function, no dependency.
 """
 
 from __future__ import annotations
 
+import collections.abc
+import dataclasses
 import hashlib
+import inspect
 import os
+import re
 import secrets
+import types
+import typing
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, List, Optional, Union
 
 import torch
 from hydra.core.config_store import ConfigStore
+from hydra.utils import get_object
 from omegaconf import MISSING, OmegaConf
 
-from text2sign.data.clip_dataset import ShortClips
-from text2sign.data.frame_fit import Fit
-from text2sign.data.splits import SplitMode
-from text2sign.models.diffusion import PredictionType, TimestepSampling
-from text2sign.module import Conditioning, NonFiniteLoss
+from text2sign.perf import FastPath
 
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
-class FVDBackbone(str, Enum):
-    i3d = "i3d"
-    videomae = "videomae"
+# Hydra's own keys of an instantiable node, and their types
+HYDRA_KEYS = {"_target_": str, "_partial_": bool, "_convert_": str, "_recursive_": bool,
+              "_args_": List[Any]}
+SCALARS = (int, float, bool, str, bytes, Path)  # what OmegaConf can check
+SEQUENCES = (list, tuple, collections.abc.Sequence, collections.abc.MutableSequence)
 
 
 @dataclass
@@ -37,295 +52,37 @@ class PathsConfig:
 
 
 @dataclass
-class SyntheticDataConfig:
-    _target_: str = MISSING
-    num_frames: int = MISSING
-    image_size: int = MISSING
-    batch_size: int = MISSING
-    num_workers: int = MISSING
-    num_train: int = MISSING
-    num_val: int = MISSING
-    num_test: int = MISSING
-    num_signers: int = MISSING
-    num_val_signers: int = MISSING
-    num_test_signers: int = MISSING
+class TrainConfig:
+    """The keys of conf/train.yaml itself; each group is typed by its option's schema."""
+
     seed: int = MISSING
-    shuffle_seed: int = MISSING
-    prefetch_factor: int = MISSING
-    max_glosses: int = MISSING
-    hand_scale: float = MISSING
+    ema: bool = MISSING
+    ckpt_path: Optional[str] = None
+    retry_failed: bool = False
+    train: bool = MISSING
+    tags: List[str] = field(default_factory=list)
+    paths: PathsConfig = MISSING
+    data: Any = MISSING
+    text_encoder: Any = MISSING
+    model: Any = MISSING
+    optimizer: Any = MISSING
+    lr_scheduler: Any = MISSING
+    trainer: Any = MISSING
+    callbacks: Any = MISSING
+    logger: Any = MISSING
+    eval: Any = MISSING
+    perf: FastPath = MISSING
 
 
 @dataclass
-class ClipDataConfig:
-    """The keys every file-based data option shares (scale=... sets the first four)."""
-
-    _target_: str = MISSING
-    num_frames: int = MISSING
-    image_size: int = MISSING
-    batch_size: int = MISSING
-    num_workers: int = MISSING
-    num_train: Optional[int] = None  # at most this many clips per split; null: all
-    num_val: Optional[int] = None
-    num_test: Optional[int] = None
-    seed: int = MISSING
-    split: SplitMode = MISSING
-    val_fraction: float = MISSING
-    test_fraction: float = MISSING
-    fit: Fit = MISSING
-    short_clips: ShortClips = MISSING
-    fps: Optional[float] = None
-    frames_fps: float = MISSING
-    cache_dir: str = MISSING
-    shuffle_seed: int = MISSING
-    prefetch_factor: int = MISSING
-
-
-@dataclass
-class GifFolderDataConfig(ClipDataConfig):
-    root: str = MISSING
-    signer_pattern: str = MISSING
-
-
-@dataclass
-class How2SignDataConfig(ClipDataConfig):
-    annotations: str = MISSING
-    video_dir: str = MISSING
-    val_annotations: Optional[str] = None
-    test_annotations: Optional[str] = None
-
-
-@dataclass
-class Phoenix14TDataConfig(ClipDataConfig):
-    root: str = MISSING
-    caption_column: str = MISSING
-
-
-@dataclass
-class ManifestDataConfig(ClipDataConfig):
-    path: str = MISSING
-
-
-# conf/data/<option>.yaml starts from `<option>_schema` (its defaults list)
-DATA_SCHEMAS = {"synthetic": SyntheticDataConfig, "gif_folder": GifFolderDataConfig,
-                "how2sign": How2SignDataConfig, "phoenix14t": Phoenix14TDataConfig,
-                "manifest": ManifestDataConfig}
-
-
-@dataclass
-class TextEncoderConfig:
-    _target_: str = MISSING
-    name: str = MISSING
-    trainable: bool = MISSING
-    trainable_layers: Optional[int] = None
-    lr: Optional[float] = None
-    max_length: int = MISSING
-    local_files_only: bool = MISSING
-
-
-@dataclass
-class DenoiserConfig:
-    _target_: str = MISSING
-    _partial_: bool = True
-    base_channels: int = MISSING
-    channel_mults: list[int] = MISSING
-    num_res_blocks: int = MISSING
-    attention_levels: list[int] = MISSING
-    num_heads: int = MISSING
-    temporal_attention: bool = MISSING
-    dropout: float = MISSING
-
-
-@dataclass
-class DiffusionConfig:
-    _target_: str = MISSING
-    num_train_timesteps: int = MISSING
-    beta_schedule: str = MISSING
-    prediction_type: PredictionType = MISSING
-    snr_gamma: Optional[float] = None
-    timestep_sampling: TimestepSampling = MISSING
-
-
-@dataclass
-class ModelConfig:
-    _target_: str = MISSING
-    denoiser: DenoiserConfig = MISSING
-    diffusion: DiffusionConfig = MISSING
-    num_frames: int = MISSING
-    image_size: int = MISSING
-    cond_drop_prob: float = MISSING
-    val_timesteps: list[int] = MISSING
-    sample_steps: int = MISSING
-    guidance_scale: float = MISSING
-    seed: int = MISSING
-    nonfinite_loss: NonFiniteLoss = MISSING
-    conditioning: Conditioning = MISSING
-
-
-@dataclass
-class OptimizerConfig:
-    _target_: str = MISSING
-    _partial_: bool = True
-    lr: float = MISSING
-    weight_decay: float = MISSING
-    betas: list[float] = MISSING
-    eps: float = MISSING
-
-
-@dataclass
-class LRSchedulerConfig:
-    _target_: str = MISSING
-    _partial_: bool = True
-    num_warmup_steps: int = MISSING
-    num_training_steps: int = MISSING
-
-
-@dataclass
-class TrainerConfig:
-    _target_: str = MISSING
-    default_root_dir: str = MISSING
-    accelerator: str = MISSING
-    devices: Any = MISSING
-    precision: str = MISSING
-    strategy: Any = MISSING  # "auto", or a strategy object (trainer=ddp)
-    num_nodes: int = MISSING
-    use_distributed_sampler: bool = MISSING
-    plugins: Any = None
-    max_steps: int = MISSING
-    max_epochs: int = MISSING
-    accumulate_grad_batches: int = MISSING
-    gradient_clip_val: Optional[float] = None
-    val_check_interval: int = MISSING
-    check_val_every_n_epoch: Optional[int] = None
-    limit_val_batches: Any = MISSING  # a fraction (float) or a number of batches (int)
-    num_sanity_val_steps: int = MISSING
-    log_every_n_steps: int = MISSING
-    deterministic: bool = MISSING
-    enable_progress_bar: bool = MISSING
-    enable_model_summary: bool = MISSING
-
-
-@dataclass
-class EMAConfig:
-    _target_: str = MISSING
-    enabled: bool = MISSING
-    decay: float = MISSING
-
-
-@dataclass
-class CheckpointConfig:
-    _target_: str = MISSING
-    dirpath: str = MISSING
-    filename: Optional[str] = None
-    auto_insert_metric_name: bool = True
-    monitor: Optional[str] = None
-    mode: str = "min"
-    save_top_k: int = MISSING
-    save_last: Optional[bool] = None
-    every_n_train_steps: Optional[int] = None
-    train_time_interval: Any = None  # a datetime.timedelta built by Hydra
-    enable_version_counter: bool = MISSING
-
-
-@dataclass
-class TargetConfig:
-    """A callback or logger built from its `_target_` and a few plain arguments."""
-
-    _target_: str = MISSING
-
-
-@dataclass
-class SamplesConfig:
-    _target_: str = MISSING
-    prompts: list[str] = MISSING
+class GenerateConfig:
+    ckpt_path: str = MISSING
+    prompts: List[str] = MISSING
     steps: int = MISSING
     guidance_scale: float = MISSING
     seed: int = MISSING
+    weights: str = MISSING
     fps: int = MISSING
-
-
-@dataclass
-class CallbacksConfig:
-    ema: EMAConfig = MISSING
-    last_checkpoint: CheckpointConfig = MISSING
-    timed_checkpoint: CheckpointConfig = MISSING
-    step_checkpoints: CheckpointConfig = MISSING
-    best_checkpoint: CheckpointConfig = MISSING
-    gpu_memory: TargetConfig = MISSING
-    training_log: TargetConfig = MISSING
-    samples: SamplesConfig = MISSING
-
-
-@dataclass
-class FVDConfig:
-    backbone: FVDBackbone = MISSING
-    detector_path: Optional[str] = None
-    detector_sha256: Optional[str] = None
-    videomae_name: str = MISSING
-    local_files_only: bool = MISSING
-    batch_size: int = MISSING
-
-
-@dataclass
-class LPIPSConfig:
-    backbone_path: Optional[str] = None
-    linear_path: Optional[str] = None
-
-
-@dataclass
-class RetrievalConfig:
-    enabled: bool = MISSING
-    num_clips: int = MISSING
-    num_candidates: int = MISSING
-    timesteps: list[int] = MISSING
-    seed: int = MISSING
-    batch_size: int = MISSING
-    bootstrap: int = MISSING
-
-
-@dataclass
-class EvalConfig:
-    _target_: str = MISSING
-    enabled: bool = MISSING
-    split: str = MISSING
-    num_videos: int = MISSING
-    batch_size: int = MISSING
-    steps: int = MISSING
-    guidance_scale: float = MISSING
-    seed: int = MISSING
-    timing_repeats: int = MISSING
-    cache_dir: str = MISSING
-    download: bool = MISSING
-    fvd: FVDConfig = MISSING
-    lpips: LPIPSConfig = MISSING
-    retrieval: RetrievalConfig = MISSING
-
-
-@dataclass
-class LoggerEntryConfig:
-    _target_: str = MISSING
-    save_dir: str = MISSING
-    name: str = MISSING
-    version: Optional[str] = None
-
-
-@dataclass
-class LoggerConfig:
-    tensorboard: LoggerEntryConfig = MISSING
-    csv: LoggerEntryConfig = MISSING
-
-
-@dataclass
-class PerfConfig:
-    """The fast path (conf/perf/default.yaml); the switches take auto, true or false."""
-
-    compile: Any = MISSING
-    compile_mode: str = MISSING
-    compile_backend: str = MISSING
-    gradient_checkpointing: bool = MISSING
-    channels_last: bool = MISSING
-    tf32: bool = MISSING
-    fused_optimizer: Any = MISSING
 
 
 @dataclass
@@ -343,64 +100,169 @@ class BenchConfig:
     largest_batch_limit: int = MISSING
 
 
-@dataclass
-class TrainConfig:
-    seed: int = MISSING
-    ema: bool = MISSING
-    ckpt_path: Optional[str] = None
-    retry_failed: bool = False
-    train: bool = MISSING
-    tags: list[str] = field(default_factory=list)
-    paths: PathsConfig = MISSING
-    data: Any = MISSING  # typed by the chosen option's schema (DATA_SCHEMAS)
-    text_encoder: TextEncoderConfig = MISSING
-    model: ModelConfig = MISSING
-    optimizer: OptimizerConfig = MISSING
-    lr_scheduler: LRSchedulerConfig = MISSING
-    trainer: TrainerConfig = MISSING
-    callbacks: CallbacksConfig = MISSING
-    logger: LoggerConfig = MISSING
-    eval: EvalConfig = MISSING
-    perf: PerfConfig = MISSING
-
-
-@dataclass
-class GenerateConfig:
-    ckpt_path: str = MISSING
-    prompts: list[str] = MISSING
-    steps: int = MISSING
-    guidance_scale: float = MISSING
-    seed: int = MISSING
-    weights: str = MISSING
-    fps: int = MISSING
-
-
-def _unique_id() -> str:
-    """A per-process id that keeps two sweeps started in the same second apart."""
-    return f"{os.getpid()}-{secrets.token_hex(2)}"
-
-
-def _job_dirname(override_dirname: str, job_num: int) -> str:
-    """A sweep job's directory: its overrides, made safe as one path component."""
-    name = override_dirname.replace("/", "_") or f"job{job_num}"
-    if len(name.encode()) <= 200:
-        return name
-    return f"job{job_num}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
-
-
-def _gpu_count_or(default: int) -> int:
-    """The number of visible GPUs, or `default` on a machine without one."""
-    return torch.cuda.device_count() or default
-
-
-def register_configs() -> None:
-    """Register the schema and the resolvers; call before Hydra composes."""
-    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
-    ConfigStore.instance().store(name="generate_schema", node=GenerateConfig)
-    for option, schema in DATA_SCHEMAS.items():
-        ConfigStore.instance().store(group="data", name=f"{option}_schema", node=schema)
+# ------------------------------------------------------------------------- schemas of conf/
+def register_configs(conf: Path = CONF) -> None:
+    """Register the schemas and the resolvers; call before Hydra composes."""
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=TrainConfig)
+    store.store(name="generate_schema", node=GenerateConfig)
+    for path in sorted(conf.glob("*/**/*.yaml")):
+        group = path.parent.relative_to(conf).as_posix()
+        if group.split("/")[0] == "hydra" or f"{path.stem}_schema" not in _defaults(path):
+            continue
+        try:
+            node = schema(option_node(path), group.replace("/", "."))
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+        store.store(group=group, name=f"{path.stem}_schema", node=node)
     if not OmegaConf.has_resolver("unique_id"):
         # cached: every use in one process (the sweep dir and each job's dir) gets one value
         OmegaConf.register_new_resolver("unique_id", _unique_id, use_cache=True)
         OmegaConf.register_new_resolver("job_dirname", _job_dirname)
         OmegaConf.register_new_resolver("gpu_count_or", _gpu_count_or)
+
+
+def _defaults(path: Path) -> list[Any]:
+    return list(OmegaConf.load(path).get("defaults", []))
+
+
+def option_node(path: Path) -> dict[str, Any]:
+    """The keys an option file sets: its own, over those of the files its defaults list
+    includes at its own place (`other_option` or `dir/file@_here_`, as in conf/data/)."""
+    node: dict[str, Any] = {}
+    for entry in _defaults(path):
+        name, _, package = str(entry).partition("@")
+        if entry == "_self_" or name.endswith("_schema"):
+            continue
+        if not isinstance(entry, str) or package not in ("", "_here_") or (
+                "/" in name and package != "_here_"):
+            raise ValueError(f"defaults entry {entry!r}: register_configs follows only "
+                             "`option` and `dir/file@_here_` entries")
+        node = _merged(node, option_node(path.parent / f"{name}.yaml"))
+    own = OmegaConf.load(path)
+    own.pop("defaults", None)
+    return _merged(node, own)
+
+
+def _merged(base: Any, over: Any) -> dict[str, Any]:
+    return OmegaConf.to_container(OmegaConf.merge(base, over), resolve=False)
+
+
+def schema(node: dict[str, Any], where: str, record: Any = None) -> Any:
+    """A dataclass with `node`'s keys (`where` names the node), typed by the parameters of its
+    `_target_`, or by the fields of `record` (a TypedDict or dataclass); nested nodes get their
+    own. Any where Python cannot read the target's signature."""
+    target = node.get("_target_")
+    if target is not None:
+        found = parameters(get_object(target))
+        if found is None:  # a builtin such as datetime.timedelta: left unchecked
+            return Any
+        params, takes_more = found
+    elif record is not None:
+        params, takes_more = typing.get_type_hints(record), False
+    else:  # a group of nodes (callbacks, logger)
+        params, takes_more = {}, True
+    fields = []
+    for key, value in node.items():
+        if key not in HYDRA_KEYS and key not in params and not takes_more:
+            raise ValueError(f"{where}.{key} is not a parameter of {target or record.__name__} "
+                             f"(it takes {', '.join(params)}): remove the key, or add the "
+                             "parameter")
+        hint = HYDRA_KEYS.get(key) or params.get(key, Any)
+        if isinstance(value, dict) and ("_target_" in value or _record(hint)):
+            kind = schema(value, f"{where}.{key}", _record(hint))
+        else:
+            kind = config_type(hint)
+        fields.append((key, kind, field(default=MISSING)))
+    name = (target or "").rsplit(".", 1)[-1] or getattr(record, "__name__", where.split(".")[-1])
+    return dataclasses.make_dataclass(name, fields)
+
+def parameters(target: Any) -> tuple[dict[str, Any], bool] | None:
+    """The keyword parameters `target` takes with their annotations, and whether it takes any
+    other keyword; a class's `**kwargs` passed on to its parents' __init__ are followed.
+    None when Python cannot read its signature (a builtin)."""
+    if inspect.isclass(target):
+        inits = [c.__dict__["__init__"] for c in target.__mro__[:-1] if "__init__" in c.__dict__]
+        if not inits:
+            return ({}, False) if target.__new__ is object.__new__ else None
+    else:
+        inits = [target]
+    params: dict[str, Any] = {}
+    for function in inits:
+        try:
+            signature = inspect.signature(function)
+        except (TypeError, ValueError):
+            return None
+        try:
+            hints = typing.get_type_hints(function)
+        except (NameError, TypeError):  # an annotation only a type checker can resolve
+            hints = {}
+        for name, param in signature.parameters.items():
+            if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY) and name != "self":
+                params.setdefault(name, hints.get(name, Any))
+        if all(p.kind != p.VAR_KEYWORD for p in signature.parameters.values()):
+            return params, False
+    return params, True
+
+
+def config_type(hint: Any) -> Any:
+    """The type OmegaConf checks for a parameter annotated `hint`; Any where it cannot check it.
+
+    Optional and lists are kept; a Union loses torch.Tensor (torch.optim takes a tensor `lr`, a
+    YAML value never is one), and any other Union or a Literal is unchecked (Any)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        members = [a for a in args if a not in (type(None), torch.Tensor)]
+        inner = config_type(members[0]) if len(members) == 1 else Any
+        return Optional[inner] if type(None) in args and inner is not Any else inner
+    if origin in SEQUENCES or hint in SEQUENCES:
+        items = {config_type(a) for a in args if a is not Ellipsis}
+        return List[items.pop() if len(items) == 1 else Any]
+    if isinstance(hint, type) and (issubclass(hint, Enum) or hint in SCALARS):
+        return hint
+    return Any
+
+
+def _record(hint: Any) -> Any:
+    """The TypedDict or dataclass of an annotation (Optional or not), which types a nested
+    node's keys; None for any other annotation."""
+    members = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (Union, types.UnionType) and len(members) == 1:
+        hint = members[0]
+    return hint if typing.is_typeddict(hint) or dataclasses.is_dataclass(hint) else None
+
+
+# ------------------------------------------------------------------------------- resolvers
+def _unique_id() -> str:
+    """A per-process id that keeps two sweeps started in the same second apart."""
+    return f"{os.getpid()}-{secrets.token_hex(2)}"
+
+
+# not taken unquoted in a path by Hydra's override parser or a shell
+_NOT_PASTEABLE = re.compile(r"[^A-Za-z0-9_.+@%-]")
+
+
+def _job_dirname(override_dirname: str, job_num: int, sweep_dir: str = "") -> str:
+    """A sweep job's directory, named by its overrides so that its path can be pasted into a
+    command unquoted (`ckpt_path=.../checkpoints/final.ckpt`): `key-value` items joined by `+`,
+    `ema-True+text_encoder-frozen` (no key holds `-` or `+`). Any other character becomes `_`
+    and a hash of the overrides is added, which keeps such jobs apart; overrides too long for a
+    file name give `job<N>_<hash>`. A job that a sweep made before this naming
+    (`ema=True,text_encoder=frozen`) keeps its directory, so the sweep still resumes."""
+    if not override_dirname:
+        return f"job{job_num}"
+    earlier = override_dirname.replace("/", "_")
+    if len(earlier.encode()) > 200:
+        return f"job{job_num}_{hashlib.sha1(earlier.encode()).hexdigest()[:8]}"
+    if sweep_dir and (Path(sweep_dir) / earlier).is_dir():
+        return earlier
+    name = override_dirname.replace("=", "-").replace(",", "+")
+    pasteable = _NOT_PASTEABLE.sub("_", name)
+    if pasteable == name and "+" not in override_dirname:
+        return name
+    return f"{pasteable}_{hashlib.sha1(override_dirname.encode()).hexdigest()[:8]}"
+
+
+def _gpu_count_or(default: int) -> int:
+    """The number of visible GPUs, or `default` on a machine without one."""
+    return torch.cuda.device_count() or default

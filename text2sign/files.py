@@ -34,6 +34,20 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO]:
         Path(tmp).unlink(missing_ok=True)
 
 
+def unwritable(path: str | Path, create_only: bool = False) -> str | None:
+    """Why a folder cannot be made and written at `path`, or None when it can. `create_only`:
+    an existing folder passes even if it is read-only."""
+    path = Path(path).expanduser().absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        return f"{existing} is a file"
+    if create_only and existing == path:
+        return None
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     with atomic_file(path) as f:
         f.write(text)

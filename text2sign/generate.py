@@ -2,8 +2,9 @@
 
     python -m text2sign.generate ckpt_path=PATH 'prompts=["hello","thank you"]' [steps=50]
 
-Writes <prompt>.gif/.mp4, grid.png and index.json into outputs/generate/<date>_<time>_<id>/.
-The model is rebuilt from the run config stored in the checkpoint.
+Writes a GIF and an MP4 per prompt, grid.png and index.json (each prompt's files) into
+outputs/generate/<date>_<time>_<id>/. The model is rebuilt from the run config stored in the
+checkpoint.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from text2sign.callbacks.ema import EMA
-from text2sign.callbacks.samples import write_samples
+from text2sign.callbacks.samples import check_prompts, check_sampling, write_samples
+from text2sign.checkpointing import read_checkpoint
 from text2sign.config import register_configs
 from text2sign.module import TextToSignModule
 from text2sign.train import build_module
@@ -30,13 +32,10 @@ def load_module(ckpt_path: str | Path, weights: str = "auto") -> tuple[TextToSig
     if weights not in ("auto", "ema", "raw"):
         raise ValueError(f"weights={weights!r}: use auto, ema or raw")
     path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={path} does not exist")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # plain data only
-    config = checkpoint.get("text2sign_config")
-    if config is None:
-        raise ValueError(f"{path} was not written by text2sign's train.py (no run config inside)")
+    checkpoint = read_checkpoint(path)
+    config = checkpoint["text2sign_config"]
     module = build_module(OmegaConf.create(config))
+    module.configure_model()  # the fast path, as Lightning applies it before a fit
     module.on_load_checkpoint(checkpoint)
     module.load_state_dict(checkpoint["state_dict"])
     shadow = next((state["shadow"] for key, state in checkpoint.get("callbacks", {}).items()
@@ -53,15 +52,14 @@ def load_module(ckpt_path: str | Path, weights: str = "auto") -> tuple[TextToSig
 
 
 def generate(cfg: DictConfig, out_dir: Path) -> dict:
-    if not cfg.prompts or any(not str(p).strip() for p in cfg.prompts):
-        raise ValueError("prompts must be a non-empty list of non-empty strings")
+    prompts = check_prompts(cfg.prompts, "prompts")
+    check_sampling(cfg.steps, cfg.guidance_scale, cfg.fps, "")  # before the model is loaded
     module, weights = load_module(cfg.ckpt_path, cfg.weights)
-    prompts = [str(p) for p in cfg.prompts]
     videos = module.sample(prompts, cfg.steps, cfg.guidance_scale, cfg.seed)
     settings = {"seed": cfg.seed, "steps": cfg.steps, "guidance_scale": cfg.guidance_scale,
                 "weights": weights, "ckpt_path": str(cfg.ckpt_path)}
     index, _ = write_samples(out_dir, prompts, videos, settings, cfg.fps)
-    log.info("wrote %d clips (%s weights) to %s", len(prompts), weights, out_dir)
+    log.info("wrote %d clips (%s weights) to %s", len(index["prompts"]), weights, out_dir)
     return index
 
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from text2sign.models.diffusion import Diffusion
 from text2sign.models.text_encoder import TextEncoder
+from text2sign.perf import AUTOCAST_DTYPES, FastPath
 from text2sign.seeds import generator
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,9 @@ class TextToSignModule(pl.LightningModule):
         sample_steps, guidance_scale: DDIM steps and classifier-free guidance scale of `sample`.
         conditioning: "text", or "none": the denoiser always receives the empty caption (in
             training, validation, evaluation and sampling), a model that cannot use the text.
+        fast_path: the `perf` settings; None: the plain path.
+        precision: the trainer's; the denoiser autocasts to it where Lightning does not
+            (sampling, evaluation, generate).
     """
 
     def __init__(
@@ -86,14 +90,20 @@ class TextToSignModule(pl.LightningModule):
         sample_steps: int = 50,
         guidance_scale: float = 3.0,
         seed: int = 0,
-        nonfinite_loss: str = "fail",
-        conditioning: str = "text",
+        nonfinite_loss: NonFiniteLoss = NonFiniteLoss.fail,
+        conditioning: Conditioning = Conditioning.text,
+        fast_path: FastPath | None = None,
+        precision: str = "32-true",
     ):
         super().__init__()
         if not 0 <= cond_drop_prob < 1:
             raise ValueError(f"model.cond_drop_prob={cond_drop_prob} must be in [0, 1)")
         self.text_encoder = text_encoder
-        self.denoiser = denoiser(context_dim=text_encoder.hidden_size)
+        self.fast_path = fast_path or FastPath()
+        self.denoiser = denoiser(context_dim=text_encoder.hidden_size,
+                                 gradient_checkpointing=self.fast_path.gradient_checkpointing,
+                                 channels_last=self.fast_path.channels_last,
+                                 autocast_dtype=AUTOCAST_DTYPES.get(str(precision)))
         self.diffusion = diffusion
         self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
         self.video_shape = (3, num_frames, image_size, image_size)
@@ -202,6 +212,13 @@ class TextToSignModule(pl.LightningModule):
                  sync_dist=True)
         return loss
 
+    def configure_model(self) -> None:
+        """Lightning's hook before fit, validate and test (generate and the bench call it too):
+        the fast path's run-time part. Idempotent: the denoiser is compiled once."""
+        self.fast_path.apply_global_settings()
+        if self.fast_path.compiles() and not self.denoiser.compiled:
+            self.denoiser.compile(**self.fast_path.compile_options())
+
     def configure_optimizers(self) -> Any:
         groups = [{"name": "denoiser", "params": list(self.denoiser.parameters())}]
         encoder_params = [p for p in self.text_encoder.parameters() if p.requires_grad]
@@ -210,7 +227,9 @@ class TextToSignModule(pl.LightningModule):
             if self.text_encoder.lr is not None:
                 group["lr"] = self.text_encoder.lr
             groups.append(group)
-        optimizer = self.optimizer_factory(groups)
+        params = [p for group in groups for p in group["params"]]
+        optimizer = self.optimizer_factory(
+            groups, **self.fast_path.optimizer_options(self.optimizer_factory, params))
         if self.lr_scheduler_factory is None:
             return optimizer
         scheduler = self.lr_scheduler_factory(optimizer)

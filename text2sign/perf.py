@@ -1,87 +1,81 @@
-"""The fast path: the `perf` config group applied to a built module.
+"""The fast path: the `perf` settings (conf/perf/default.yaml), read by the module that uses them.
 
-Every switch is safe on a CPU. Nothing here renames a state_dict key: the denoiser's
-`denoise` method is compiled in place, not wrapped in an OptimizedModule, so checkpoints of
-the fast and the plain path are interchangeable.
+`FastPath()` is the plain path (every switch off): the eager baseline of the bench, and what a
+checkpoint written before the fast path existed gets. TextToSignModule passes the denoiser's
+switches to UNet3D's constructor and applies the rest in Lightning's `configure_model` (TF32,
+`UNet3D.compile`) and `configure_optimizers` (the fused kernel). Every switch is safe on a CPU.
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from text2sign.models.unet3d import UNet3D
-
-CONTEXT_MULTIPLE = 8  # text tokens are padded to a multiple of this for a compiled denoiser
 AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "bf16": torch.bfloat16, "16-mixed": torch.float16}
+AUTO = "auto"
 
 
-SWITCHES = ("compile", "fused_optimizer")  # the keys that take auto, true or false
+# marks a setting that takes true, false or auto (the policy of `FastPath.on` decides)
+SWITCH = {"switch": True}
 
 
-def switch(key: str, value: Any, auto: bool) -> bool:
-    """The value of a perf switch; `auto` gives the policy's answer."""
-    if value == "auto":
-        return auto
-    if isinstance(value, bool):
-        return value
-    raise ValueError(f"perf.{key}={value!r}: use auto, true or false")
+@dataclass
+class FastPath:
+    """The keys of the `perf` group; README "Performance" says when each one helps."""
 
+    # torch.compile the denoiser (UNet3D.compile); auto: with CUDA
+    compile: Any = field(default=False, metadata=SWITCH)
+    compile_mode: str = "default"  # default | reduce-overhead | max-autotune | ...
+    compile_backend: str = "inductor"  # inductor | aot_eager (no code generation: tests)
+    gradient_checkpointing: bool = False  # recompute each UNet stage in backward
+    channels_last: bool = False  # channels_last_3d weights and activations
+    tf32: bool = False  # TF32 tensor cores for fp32 matmuls and convolutions
+    # the optimizer's fused kernel; auto: on a GPU
+    fused_optimizer: Any = field(default=False, metadata=SWITCH)
 
-def apply(module: torch.nn.Module, perf: Any, precision: str) -> None:
-    """Apply `perf` to a TextToSignModule; perf=None (a checkpoint from before the fast path
-    existed) leaves the plain path."""
-    module.denoiser.autocast_dtype = AUTOCAST_DTYPES.get(str(precision))
-    if perf is None:
-        return
-    for key in SWITCHES:  # a bad value fails now, not when training starts
-        switch(key, perf[key], auto=False)
-    apply_global_settings(perf)
-    configure_denoiser(module.denoiser, perf)
-    module.optimizer_factory = functools.partial(
-        build_optimizer, module.optimizer_factory, perf.fused_optimizer
-    )
+    def __post_init__(self) -> None:
+        for setting in dataclasses.fields(self):  # a bad value fails now, not when training starts
+            value = getattr(self, setting.name)
+            if setting.metadata.get("switch") and not (isinstance(value, bool) or value == AUTO):
+                raise ValueError(f"perf.{setting.name}={value!r}: use auto, true or false")
 
+    def on(self, key: str, auto: bool) -> bool:
+        """The value of a switch; `auto` gives the policy's answer."""
+        value = getattr(self, key)
+        return auto if value == AUTO else value
 
-def apply_global_settings(perf: Any) -> None:
-    """TF32 for fp32 matmuls and convolutions (Ampere and later GPUs; ignored on a CPU)."""
-    torch.backends.cuda.matmul.allow_tf32 = perf.tf32
-    torch.backends.cudnn.allow_tf32 = perf.tf32
+    def compiles(self) -> bool:
+        # auto: off on a CPU, where minutes of inductor compilation outweigh a short run
+        return self.on("compile", auto=torch.cuda.is_available())
 
+    def compile_options(self) -> dict[str, Any]:
+        """torch.compile's arguments; a mode is an inductor setting, other backends reject it."""
+        if self.compile_backend != "inductor":
+            return {"backend": self.compile_backend}
+        mode = None if self.compile_mode == "default" else self.compile_mode
+        return {"backend": "inductor", "mode": mode}
 
-def configure_denoiser(denoiser: UNet3D, perf: Any) -> None:
-    denoiser.gradient_checkpointing = perf.gradient_checkpointing
-    if perf.channels_last:
-        denoiser.to(memory_format=torch.channels_last_3d)
-        denoiser.memory_format = torch.channels_last_3d
-    if switch("compile", perf.compile, auto=torch.cuda.is_available()):
-        # Captions vary in length: padded to a multiple of 8 tokens they make a few static
-        # shapes (inductor's backward failed on a dynamic token count: stride 5 vs 6).
-        denoiser.context_multiple = CONTEXT_MULTIPLE
-        denoiser.denoise = compile_fn(denoiser.denoise, perf.compile_mode, perf.compile_backend)
+    def apply_global_settings(self) -> None:
+        """TF32 for fp32 matmuls and convolutions (Ampere and later GPUs; ignored on a CPU)."""
+        torch.backends.cuda.matmul.allow_tf32 = self.tf32
+        torch.backends.cudnn.allow_tf32 = self.tf32
 
-
-def compile_fn(fn: Callable, mode: str, backend: str) -> Callable:
-    # a mode is an inductor setting; other backends reject it
-    kwargs = {"mode": None if mode == "default" else mode} if backend == "inductor" else {}
-    return torch.compile(fn, backend=backend, **kwargs)
-
-
-def build_optimizer(factory: Callable, fused: Any, groups: list[dict]) -> torch.optim.Optimizer:
-    """`factory(groups)`, with the fused kernel where `fused` (auto: on a GPU) asks for it.
-
-    Called from configure_optimizers, after the parameters have moved to their device.
-    """
-    optimizer_class = getattr(factory, "func", factory)
-    supported = "fused" in inspect.signature(optimizer_class).parameters
-    on_gpu = all(p.is_cuda for group in groups for p in group["params"])
-    if not switch("fused_optimizer", fused, auto=supported and on_gpu):
-        return factory(groups)
-    if not supported:
-        raise ValueError(f"perf.fused_optimizer=true: {optimizer_class.__name__} has no fused "
-                         "kernel; set perf.fused_optimizer=auto or false")
-    return factory(groups, fused=True)
+    def optimizer_options(self, factory: Callable,
+                          params: Iterable[torch.Tensor]) -> dict[str, Any]:
+        """The keyword arguments `factory` (a partial of an optimizer class) gets besides the
+        parameter groups: the fused kernel where perf.fused_optimizer (auto: the parameters
+        are on a GPU) asks for it. Called from configure_optimizers, after the move to the device.
+        """
+        optimizer_class = getattr(factory, "func", factory)
+        supported = "fused" in inspect.signature(optimizer_class).parameters
+        if not self.on("fused_optimizer", auto=supported and all(p.is_cuda for p in params)):
+            return {}
+        if not supported:
+            raise ValueError(f"perf.fused_optimizer=true: {optimizer_class.__name__} has no fused "
+                             "kernel; set perf.fused_optimizer=auto or false")
+        return {"fused": True}

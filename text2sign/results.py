@@ -11,6 +11,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from enum import Enum
 from collections.abc import Sequence
@@ -89,14 +90,18 @@ class RunRecord:
 
     `provenance.attempts` lists every attempt at the run (an interrupted or killed run is
     resumed by another): its start and end, status, training time, the checkpoint it resumed
-    from and notes such as checkpoints passed over. `train.time_s` is their training time summed.
+    from and notes such as checkpoints passed over. `train.time_s` is their training time summed;
+    `wall_s`, an attempt's wall time from its start to its end (null for a killed one), summed
+    in `provenance.wall_s` (null unless every attempt's is known).
     """
 
     def __init__(self, run_dir: str | Path, cfg: DictConfig, attempt: int = 1, write: bool = True,
                  earlier: Sequence[dict[str, Any]] = (), resumed_from: str | None = None,
-                 notes: Sequence[str] = (), runtime: HydraRuntime = HydraRuntime()):
+                 notes: Sequence[str] = (), runtime: HydraRuntime = HydraRuntime(),
+                 factors: dict[str, Any] | None = None):
         self.run_dir, self.write = Path(run_dir), write  # write=False: a DDP rank other than 0
         about = provenance(runtime)
+        self.started = time.perf_counter()
         self.attempt = {**schema.empty(schema.Attempt), "attempt": attempt, "status": "running",
                         "started_at": about["started_at"], "resumed_from": resumed_from,
                         "notes": list(notes)}
@@ -107,12 +112,13 @@ class RunRecord:
             "status": "running",
             "error": None,
             "interrupted": False,
-            "factors": run_factors(runtime, config),
+            "factors": run_factors(runtime, config) if factors is None else factors,
             "train": {**schema.empty(schema.Train), "time_s": round(self.earlier_train_time_s, 3)},
             "model": schema.empty(schema.Model),
             "data": schema.empty(schema.Data),
             "eval": {"weights": "ema" if cfg.ema else "raw"},
-            "provenance": {**about, "attempt": attempt, "attempts": [*earlier, self.attempt]},
+            "provenance": {**about, "wall_s": None, "attempt": attempt,
+                           "attempts": [*earlier, self.attempt]},
             "artifacts": {},
         }
         self.metadata = {
@@ -139,7 +145,11 @@ class RunRecord:
         self.results["interrupted"] = interrupted
         self.results["provenance"]["finished_at"] = now_iso()
         self.attempt.update(status="interrupted" if interrupted else status, error=error,
-                            finished_at=self.results["provenance"]["finished_at"])
+                            finished_at=self.results["provenance"]["finished_at"],
+                            wall_s=round(time.perf_counter() - self.started, 3))
+        walls = [a.get("wall_s") for a in self.results["provenance"]["attempts"]]
+        self.results["provenance"]["wall_s"] = (None if None in walls
+                                                else round(sum(walls), 3))
         evaluation = self.results["eval"]
         unavailable = evaluation.setdefault("unavailable", {})
         not_run = unavailable.get("evaluation", "the run ended before its evaluation")

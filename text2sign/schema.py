@@ -59,7 +59,8 @@ class Train:
     epochs: int | None = doc("passes over the training data begun, a last partial one included")
     final_loss: float | None = doc("training loss of the last step")
     best_val_loss: float | None = doc("lowest `val/loss` of the validations during training")
-    time_s: float | None = doc("training time, summed over the attempts")
+    time_s: float | None = doc("training time (the training loop without its validations), "
+                               "summed over the attempts")
     peak_memory_gb: float | None = doc("peak CUDA memory of a step; null without CUDA")
     avg_memory_gb: float | None = doc("mean of the steps' average CUDA memory; null without CUDA")
     clips_per_s: float | None = doc("training clips per second of training time")
@@ -153,6 +154,8 @@ class Attempt:
     started_at: str | None = doc("ISO 8601, UTC")
     finished_at: str | None = doc("ISO 8601, UTC; null while running or when killed")
     train_time_s: float | None = doc("its training time")
+    wall_s: float | None = doc("its wall time from start to end; null while running or when "
+                               "killed")
     resumed_from: str | None = doc("the checkpoint it resumed from, relative to the run")
     notes: list[str] = doc("checkpoints passed over, and why")
     error: str | None = doc("why it failed")
@@ -171,6 +174,7 @@ class Provenance:
     finished_at: str | None = doc("when it ended; null while running")
     command: str = doc("the command line")
     overrides: list[str] = doc("the command's overrides, as Hydra records them")
+    wall_s: float | None = doc("the attempts' wall time summed; null unless each is known")
     attempt: int = doc("the number of the attempt that wrote this record")
     attempts: list[Attempt] = doc("every attempt at the run")
 

@@ -20,7 +20,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from text2sign import perf
 from text2sign.attempts import (
     INTERRUPTIONS,
     Plan,
@@ -32,10 +31,13 @@ from text2sign.callbacks.gpu_memory import GPUMemoryMonitor
 from text2sign.callbacks.training_log import TrainingLog
 from text2sign.checkpointing import StepCheckpoint, remove_partial_writes
 from text2sign.distributed import is_rank_zero, launches_workers, worker_launch
+from text2sign.evaluate_checkpoint import evaluation_config, evaluation_factors
 from text2sign.factors import HydraRuntime
 from text2sign.files import atomic_write_json
 from text2sign.module import TextToSignModule
 from text2sign.parallel import share_cpu, use_own_gpu
+from text2sign.perf import FastPath
+from text2sign.preflight import check_config
 from text2sign.results import RunRecord, one_line, parameter_counts, plain
 
 log = logging.getLogger(__name__)
@@ -76,8 +78,12 @@ def run(cfg: DictConfig, runtime: HydraRuntime = HydraRuntime()) -> dict[str, An
     run is skipped, an interrupted one resumes from its newest intact checkpoint, and a failed
     one is skipped unless `retry_failed=true`. A directory another process holds is not touched.
     `runtime`: what Hydra decided for the job (its factors); none when started from Python.
+    With train=false the run evaluates ckpt_path with the config stored in it
+    (evaluate_checkpoint).
     """
     run_dir = Path(cfg.paths.output_dir)
+    if not cfg.train:
+        cfg = evaluation_config(cfg, runtime)
     with hold_run_directory(run_dir) if is_rank_zero() else nullcontext():
         plan = plan_attempt(run_dir, cfg.retry_failed, plain(cfg))
         log.info("run directory: %s (%s)", run_dir, plan.reason)
@@ -99,7 +105,8 @@ def attempt(cfg: DictConfig, plan: Plan | None = None,
     run_dir = Path(cfg.paths.output_dir)
     resumed_from = plan.ckpt_path and str(plan.ckpt_path.relative_to(run_dir))
     record = RunRecord(run_dir, cfg, plan.attempt, is_rank_zero(), plan.earlier,
-                       resumed_from if cfg.train else None, plan.notes, runtime)
+                       resumed_from if cfg.train else None, plan.notes, runtime,
+                       None if cfg.train else evaluation_factors(cfg, runtime))
     callbacks: dict[str, pl.Callback] = {}
     try:
         _train(cfg, run_dir, record, callbacks)
@@ -109,29 +116,53 @@ def attempt(cfg: DictConfig, plan: Plan | None = None,
             record.finish("failed", one_line(err), interrupted=isinstance(err, INTERRUPTIONS))
         except OSError as unwritten:  # e.g. the full disk that failed the run
             log.error("results.json could not record the failure: %s", unwritten)
+        else:
+            _log_end(record)
         if isinstance(err, SIGTERMException):  # a SystemExit without a code would exit 0
             raise SystemExit(128 + signal.SIGTERM) from err
         raise
     record.finish("completed")
+    _log_end(record)
     return record.results
 
 
+def _log_end(record: RunRecord) -> None:
+    """The end of the attempt in the log (train.log): status, the error, where the record is."""
+    if not record.write:
+        return  # a DDP worker: rank 0 says it
+    results, path = record.results, record.run_dir / "results.json"
+    if results["status"] == "completed":
+        log.info("run completed: %s", path)
+    elif results["interrupted"]:
+        log.error("run interrupted (%s); run the same command again to resume it: %s",
+                  results["error"], path)
+    else:
+        log.error("run failed: %s; status \"failed\" recorded in %s", results["error"], path)
+
+
 def build_module(cfg: DictConfig) -> TextToSignModule:
-    """The LightningModule of a composed config (also used to rebuild one from a checkpoint)."""
-    module = instantiate(
-        cfg.model,
+    """The LightningModule of a composed config (also used to rebuild one from a checkpoint;
+    one written before the fast path existed has no `perf`: the plain path)."""
+    make = instantiate(cfg.model, _partial_=True)  # a partial: FastPath stays a FastPath
+    module = make(
         text_encoder=instantiate(cfg.text_encoder),
         optimizer=instantiate(cfg.optimizer),
         lr_scheduler=instantiate(cfg.lr_scheduler),
+        fast_path=FastPath(**cfg.perf) if "perf" in cfg else None,
+        precision=str(cfg.trainer.precision),
     )
     module.run_config = plain(cfg)
-    perf.apply(module, cfg.get("perf"), cfg.trainer.precision)
     return module
 
 
 def _train(cfg: DictConfig, run_dir: Path, record: RunRecord, callbacks: dict) -> None:
+    check_config(cfg)
     if not cfg.train and cfg.ckpt_path is None:
         raise ValueError("train=false evaluates a checkpoint: set ckpt_path=PATH")
+    # the callbacks check their settings: a bad value fails before the data is decoded;
+    # eval first, as callbacks.samples copies its settings (eval.steps=0 names eval.steps)
+    callbacks["evaluation"] = instantiate(cfg.eval)
+    callbacks.update({name: instantiate(c) for name, c in cfg.callbacks.items()})
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     data_report = datamodule.report()
@@ -140,6 +171,7 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord, callbacks: dict) -
         if split_ids is not None:
             atomic_write_json(run_dir / "split.json", split_ids)
         atomic_write_json(run_dir / "data_report.json", data_report)
+        log.info("data report (every skipped and padded file): %s", run_dir / "data_report.json")
     record.update("data", {
         "name": data_report["name"],
         "num_train": data_report["splits"]["train"]["clips"],
@@ -150,8 +182,6 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord, callbacks: dict) -
     module = build_module(cfg)
     record.update("model", parameter_counts(module))
 
-    callbacks.update({name: instantiate(c) for name, c in cfg.callbacks.items()})
-    callbacks["evaluation"] = instantiate(cfg.eval)
     callbacks["evaluation"].check(module)
     for callback in callbacks.values():
         if isinstance(callback, TrainingLog):

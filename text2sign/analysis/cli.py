@@ -16,7 +16,7 @@ from text2sign.analysis.report import Figures, markdown_report, text_report
 from text2sign.analysis.samples import sample_sheets
 from text2sign.analysis.study import Study, build_study
 from text2sign.analysis.tables import TABLES, markdown_table
-from text2sign.files import atomic_write_text
+from text2sign.files import atomic_write_text, unwritable
 
 REPORT = "ABLATION_RESULTS_REPORT.txt"
 Outcome = Path | str | list[Path]  # what a plot stage wrote, or why it wrote nothing
@@ -65,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     dirs = [*args.results_dirs, *args.more_dirs] or ["outputs"]
     out = args.output_dir or Path(dirs[0]) / "analysis"
+    problem = unwritable(out)
+    if problem:  # found before the analysis is computed, not after
+        print(f"analyze.py: error: cannot write the output folder {out} ({problem}): give a "
+              "writable folder with --output-dir DIR", file=sys.stderr)
+        return 2
     start = time.perf_counter()
     try:
         runs = collect([Path(d) for d in dirs], skip=out)

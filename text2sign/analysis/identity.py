@@ -1,10 +1,10 @@
 """What a run is, and which runs are the same run.
 
-A run is described by its resolved configuration (configs.run_config, which holds the seed),
-or, when some completed run has no metadata.json, by its recorded factors and seed. Runs with
-the same description made by the same code (git commit, uncommitted changes or not) are the
-same run found twice: one copy is used. Runs with the same description made by different code
-are a conflict: which copy to use is the user's choice (--on-conflict).
+A run is described by its resolved configuration (run_identity.run_config, which holds the
+seed), or, when some completed run has no metadata.json, by its recorded factors and seed.
+Runs with the same description made by the same code (git commit, uncommitted changes or not)
+are the same run found twice: one copy is used. Runs with the same description made by
+different code are a conflict: which copy to use is the user's choice (--on-conflict).
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from typing import Any
 from text2sign.analysis import AnalysisError
 from text2sign.analysis.collect import Run
 from text2sign.analysis.levels import ABSENT, DEFAULT, Level, level
+from text2sign.run_identity import RUN_LOCAL
 
 ON_CONFLICT = ("error", "newest", "oldest")
-# Factors that say where and how to run (see configs.RUN_LOCAL): never a setting of a run.
-NOT_SETTINGS = ("hydra", "paths", "retry_failed")
+# Factors that say where and how to run: never a setting of a run.
+NOT_SETTINGS = RUN_LOCAL
 
 Description = dict[str, Level]
 

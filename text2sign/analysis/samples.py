@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont, ImageSequence
+from PIL import Image, ImageDraw, ImageSequence
 
 from text2sign.analysis.collect import Run
 from text2sign.analysis.study import Study
+from text2sign.fonts import caption_font
 
 MAX_FRAMES = 16
 MIN_HEIGHT = 64  # 16-pixel clips are scaled up (nearest neighbour) to stay legible
@@ -58,22 +59,25 @@ def _frames(gif: Path | None) -> list[Image.Image]:
 
 
 def _sheet(prompt: str, rows: list[tuple[str, list[Image.Image]]]) -> Image.Image:
-    font = ImageFont.load_default()
+    """The prompt on top, then a row per group: its label, then its frames; text is drawn in
+    a font that has its characters (text2sign/fonts.py)."""
     clips = [frames for _, frames in rows if frames]
     cell_w = max(f.width for frames in clips for f in frames)
     cell_h = max(f.height for frames in clips for f in frames)
-    label_w = int(max(font.getlength(label) for label, _ in rows)) + 2 * PAD
+    label_w = int(max(caption_font(label).getlength(label) for label, _ in rows)) + 2 * PAD
     columns = max(len(frames) for frames in clips)
     title_h = 20
     sheet = Image.new("RGB", (label_w + columns * (cell_w + PAD),
                               title_h + len(rows) * (cell_h + PAD)), "white")
     draw = ImageDraw.Draw(sheet)
-    draw.text((PAD, PAD), f'"{prompt}"', fill="black", font=font)
+    title = f'"{prompt}"'
+    draw.text((PAD, PAD), title, fill="black", font=caption_font(title))
     for r, (label, frames) in enumerate(rows):
         top = title_h + r * (cell_h + PAD)
-        draw.text((PAD, top + cell_h // 2 - 6), label, fill="black", font=font)
+        draw.text((PAD, top + cell_h // 2 - 6), label, fill="black", font=caption_font(label))
         if not frames:
-            draw.text((label_w, top + cell_h // 2 - 6), "no sample", fill="gray", font=font)
+            draw.text((label_w, top + cell_h // 2 - 6), "no sample", fill="gray",
+                      font=caption_font("no sample"))
         for c, frame in enumerate(frames):
             sheet.paste(frame, (label_w + c * (cell_w + PAD), top))
     return sheet

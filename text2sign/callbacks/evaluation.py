@@ -11,20 +11,57 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pytorch_lightning as pl
 import torch
 
 from text2sign.callbacks.ema import active_ema, reported_weights
 from text2sign.callbacks.gpu_memory import GB
+from text2sign.callbacks.samples import check_sampling
 from text2sign.files import atomic_write_json, atomic_write_text
 from text2sign.metrics import retrieval
 from text2sign.metrics.errors import MetricUnavailable
 from text2sign.metrics.suite import video_metrics
+from text2sign.metrics.video_features import FVDBackbone
+
+
+class FVDSettings(TypedDict):
+    """eval.fvd: the arguments of video_features.load_video_feature_extractor."""
+
+    backbone: FVDBackbone
+    detector_path: str | None
+    detector_sha256: str | None
+    videomae_name: str
+    local_files_only: bool
+    batch_size: int
+
+
+class LPIPSSettings(TypedDict):
+    """eval.lpips: the weight files of perceptual.load_lpips (None: the cache, or a download)."""
+
+    backbone_path: str | None
+    linear_path: str | None
+
+
+class RetrievalSettings(TypedDict):
+    """eval.retrieval: on or off, the number of clips, and retrieval.caption_retrieval's
+    arguments."""
+
+    enabled: bool
+    num_clips: int
+    num_candidates: int
+    timesteps: list[int]
+    seed: int
+    batch_size: int
+    bootstrap: int
+
+
+log = logging.getLogger(__name__)
 
 
 class Evaluation:
@@ -42,13 +79,14 @@ class Evaluation:
         seed: int = 0,
         timing_repeats: int = 3,
         cache_dir: str | None = None,
-        download: bool = True,
-        fvd: dict | None = None,
-        lpips: dict | None = None,
-        retrieval: dict | None = None,
+        download: bool = False,
+        fvd: FVDSettings | None = None,
+        lpips: LPIPSSettings | None = None,
+        retrieval: RetrievalSettings | None = None,
     ):
         if num_videos < 1 or batch_size < 1 or timing_repeats < 1:
             raise ValueError("eval.num_videos, eval.batch_size and eval.timing_repeats must be >= 1")
+        check_sampling(steps, guidance_scale, None, "eval.")
         self.retrieval = dict(retrieval or {"enabled": False})
         if self.retrieval["enabled"]:
             _check_retrieval(self.retrieval)
@@ -77,8 +115,8 @@ class Evaluation:
         if not self.enabled:
             self.results["unavailable"] = {"evaluation": "disabled by eval.enabled=false"}
             return self.results
-        clips = self._held_out_clips(trainer, self.num_videos)
-        self.results["num_videos"] = len(clips["caption"])
+        clips = self._held_out_clips(trainer, self.num_videos, "eval.num_videos")
+        self.results["num_videos"] = len(clips["caption"])  # the number used
         started = time.perf_counter()
         with reported_weights(trainer, pl_module):
             fake = self._generate(pl_module, clips["caption"])
@@ -97,9 +135,14 @@ class Evaluation:
         self._write(trainer)
         return self.results
 
-    def _held_out_clips(self, trainer: pl.Trainer, n: int) -> dict[str, Any]:
+    def _held_out_clips(self, trainer: pl.Trainer, n: int, setting: str) -> dict[str, Any]:
+        """The first `n` clips of the split (`setting` names n), or all when it has fewer."""
         dataset = trainer.datamodule.datasets[self.split]
-        n = min(n, len(dataset))
+        if n > len(dataset):
+            log.warning("%s=%d, but the %s split has %d clips: using %d (recorded in "
+                        "results.json); set %s=%d or lower to silence this", setting, n,
+                        self.split, len(dataset), len(dataset), setting, len(dataset))
+            n = len(dataset)
         items = [dataset[i] for i in range(n)]
         clips = {"caption": [item["caption"] for item in items]}
         for key in items[0]:
@@ -113,7 +156,8 @@ class Evaluation:
             reason = "disabled by eval.retrieval.enabled=false"
             return dict.fromkeys(retrieval.NAMES), dict.fromkeys(retrieval.NAMES, reason)
         settings = {k: v for k, v in self.retrieval.items() if k != "enabled"}
-        clips = self._held_out_clips(trainer, settings.pop("num_clips"))
+        clips = self._held_out_clips(trainer, settings.pop("num_clips"),
+                                     "eval.retrieval.num_clips")
         started = time.perf_counter()
         try:
             metrics = retrieval.caption_retrieval(

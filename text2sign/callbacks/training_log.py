@@ -18,8 +18,9 @@ from text2sign.files import CsvLog, atomic_write_json
 class TrainingLog(StepEndCallback):
     """One row per optimizer step; the CSV is flushed every step, the JSON written at the end.
 
-    `elapsed_s` is the training wall time spent on the run so far, over all its attempts:
-    `time_before` (set by the caller) is the time of the earlier attempts. A resumed run first
+    `elapsed_s` is the training time of the run so far, over all its attempts: the wall time
+    of the training loop (steps, data loading, checkpoint writes) without the validations in
+    it; `time_before` (set by the caller) is the time of the earlier attempts. A resumed run first
     drops the rows after its checkpoint's step, so every step appears once. Memory columns
     come from the GPUMemoryMonitor when one is configured.
     """
@@ -34,11 +35,12 @@ class TrainingLog(StepEndCallback):
         self.clips_seen = 0
         self._trained = 0.0  # training time of this attempt, up to the last on_train_end
         self._start: float | None = None  # perf_counter() while training runs
+        self._paused = False  # training stopped the clock for a validation
         self._restored_step = 0  # the step of the checkpoint this attempt resumed from
         self._csv: CsvLog | None = None
 
     def attempt_time_s(self) -> float:
-        """Training wall time of this attempt (this process)."""
+        """Training time of this attempt (this process), validations left out."""
         running = 0.0 if self._start is None else time.perf_counter() - self._start
         return self._trained + running
 
@@ -83,13 +85,25 @@ class TrainingLog(StepEndCallback):
         pl_module.log("lr", row["lr"], on_step=True, on_epoch=False)
         kill_point("step")
 
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._pause()  # a validation inside training is not training time
+
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
                                 dataloader_idx=0) -> None:
         if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
             kill_point("validation")
 
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._paused:
+            self._paused, self._start = False, time.perf_counter()
+
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._trained, self._start = self.attempt_time_s(), None
+        self._pause()
+        self._paused = False
+
+    def _pause(self) -> None:
+        if self._start is not None:
+            self._trained, self._start, self._paused = self.attempt_time_s(), None, True
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._csv is None:

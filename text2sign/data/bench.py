@@ -1,6 +1,6 @@
 """Data throughput: first-time decoding into the cache, and reading from it.
 
-    python -m text2sign.data.bench [--clips 64] [--workers 2]
+    python -m text2sign.data.bench [--clips 64] [--workers 2] [--batch-size 16]
 
 Writes MP4 clips (48 frames, 128x96) to a temporary folder, builds data=manifest on them at
 16 frames x 64x64 (the first build decodes every clip), then reads training batches from
@@ -42,24 +42,33 @@ def write_clips(folder: Path, count: int) -> Path:
     return manifest
 
 
-def build(manifest: Path, cache: Path, workers: int) -> ManifestDataModule:
+def build(manifest: Path, cache: Path, workers: int, batch_size: int) -> ManifestDataModule:
     return ManifestDataModule(
-        str(manifest), num_frames=NUM_FRAMES, image_size=IMAGE_SIZE, batch_size=BATCH,
+        str(manifest), num_frames=NUM_FRAMES, image_size=IMAGE_SIZE, batch_size=batch_size,
         num_workers=workers, seed=0, split="random", val_fraction=0.1, test_fraction=0.1,
         fit="crop", short_clips="pad", fps=None, cache_dir=str(cache))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=20)
-    args = parser.parse_args()
+    parser.add_argument("--batch-size", type=int, help=f"clips per batch (default: {BATCH}, or "
+                        "every training clip when there are fewer)")
+    args = parser.parse_args(argv)
+    if args.clips < 3 or (args.batch_size is not None and args.batch_size < 1):
+        parser.error("--clips must be at least 3 (train, val, test) and --batch-size at least 1")
     with tempfile.TemporaryDirectory() as tmp:
         manifest = write_clips(Path(tmp), args.clips)
         start = time.perf_counter()
-        datamodule = build(manifest, Path(tmp) / "cache", args.workers)
+        datamodule = build(manifest, Path(tmp) / "cache", args.workers, batch_size=1)
         decode_s = time.perf_counter() - start
+        train = len(datamodule.datasets["train"])  # 10% each are held out for val and test
+        if (args.batch_size or 0) > train:
+            parser.error(f"--batch-size {args.batch_size} is larger than the {train} training "
+                         f"clips of --clips {args.clips}: lower --batch-size or raise --clips")
+        datamodule.batch_size = args.batch_size or min(BATCH, train)
         print(f"first-time decoding: {args.clips / decode_s:.1f} clips/s "
               f"({args.clips} clips of 48 frames 128x96 -> 64x64, {max(1, args.workers)} threads)")
         loader = datamodule.train_dataloader()
@@ -70,7 +79,8 @@ def main() -> None:
                 clips += len(batch["video"])
         read_s = time.perf_counter() - start
         print(f"cached reads: {clips / read_s:.0f} clips/s ({NUM_FRAMES} frames x "
-              f"{IMAGE_SIZE}x{IMAGE_SIZE}, batch {BATCH}, {args.workers} DataLoader workers)")
+              f"{IMAGE_SIZE}x{IMAGE_SIZE}, batch {datamodule.batch_size}, {args.workers} "
+              "DataLoader workers)")
 
 
 if __name__ == "__main__":

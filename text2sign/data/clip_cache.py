@@ -19,10 +19,10 @@ from typing import Optional
 import av
 import numpy as np
 
-from text2sign.data.clips import Clip
+from text2sign.data.clips import Clip, DataError
 from text2sign.data.frame_fit import fit_frame, resample_times
-from text2sign.data.video_io import read_clip
-from text2sign.files import atomic_file, atomic_write_text
+from text2sign.data.video_io import EmptyWindow, read_clip
+from text2sign.files import atomic_file
 
 CACHE_VERSION = 1  # bump when the decoding itself changes (the PyAV version is in the key too)
 
@@ -38,7 +38,10 @@ class DecodeSettings:
 class ClipCache:
     def __init__(self, root: str | Path, settings: DecodeSettings):
         self.root, self.settings = Path(root).expanduser(), settings
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise self._unwritable(err) from err
 
     def key(self, clip: Clip) -> str:
         fingerprint = {"version": CACHE_VERSION, "av": av.__version__,
@@ -59,12 +62,27 @@ class ClipCache:
             raise ValueError(error.read_text())
         try:
             frames = self._decode(clip)
+        except EmptyWindow as err:  # the video is fine, the clip's start/end are not
+            reason = str(err)
         except Exception as err:  # any decoder failure is a property of the file
             reason = f"unreadable video: {type(err).__name__}: {str(err).strip()[:200]}"
-            atomic_write_text(error, reason)
-            raise ValueError(reason) from err
-        _atomic_save(entry, frames)
-        return entry
+        else:
+            self._write(entry, lambda f: np.save(f, frames), "wb")
+            return entry
+        self._write(error, lambda f: f.write(reason))
+        raise ValueError(reason)
+
+    def _write(self, path: Path, write, mode: str = "w") -> None:
+        """An atomic write into the cache; a cache that cannot be written is a DataError."""
+        try:
+            with atomic_file(path, mode) as f:
+                write(f)
+        except OSError as err:
+            raise self._unwritable(err) from err
+
+    def _unwritable(self, err: OSError) -> DataError:
+        return DataError(f"data.cache_dir={self.root} cannot be written ({err.strerror or err}): "
+                         "set data.cache_dir to a writable folder with free space")
 
     def _decode(self, clip: Clip) -> np.ndarray:
         s = self.settings
@@ -79,8 +97,3 @@ def _file_fingerprint(path: Path) -> list:
         return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
     files = sorted(path.iterdir())
     return [str(path.resolve())] + [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]
-
-
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    with atomic_file(path, "wb") as f:
-        np.save(f, array)

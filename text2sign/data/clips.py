@@ -22,6 +22,11 @@ class Clip:
     start: Optional[float] = None  # seconds into the file
     end: Optional[float] = None
     split: Optional[str] = None  # the dataset's official split, if it has one
+    origin: Optional[str] = None  # where it is listed, for messages: "FILE line N (start=...)"
+
+    def fault(self, reason: str) -> "Skipped":
+        """A reason to skip or pad this clip, naming where it is listed."""
+        return Skipped(str(self.path), f"{self.origin}: {reason}" if self.origin else reason)
 
 
 @dataclass(frozen=True)

@@ -143,11 +143,11 @@ class ClipDataModule(BatchLoaders):
         batch_size: int,
         num_workers: int,
         seed: int,
-        split: str,
+        split: SplitMode,
         val_fraction: float,
         test_fraction: float,
-        fit: str,
-        short_clips: str,
+        fit: Fit,
+        short_clips: ShortClips,
         fps: Optional[float],
         cache_dir: str,
         frames_fps: float = 25.0,
@@ -167,10 +167,10 @@ class ClipDataModule(BatchLoaders):
             length = None if isinstance(entry, str) else _length(entry)
             reason = entry if length is None else _short(length, num_frames, short_clips)
             if reason and (length is None or short_clips == ShortClips.skip):
-                self.skipped.append(Skipped(str(clip.path), reason))
+                self.skipped.append(clip.fault(reason))
                 continue
             if reason:
-                self.padded.append(Skipped(str(clip.path), reason))
+                self.padded.append(clip.fault(reason))
             cached.append(CachedClip(clip, entry, length))
         if not cached:
             first = self.skipped[0] if self.skipped else None
@@ -202,7 +202,7 @@ class ClipDataModule(BatchLoaders):
         """What each part got, and the ways out, when training clips cannot fill one batch."""
         train = len(self.datasets["train"])
         parts = ", ".join(
-            f"{part} {_count(len(ds), 'clip')} of {_count(len(ds.signers), 'signer')}"
+            f"{part} {plural(len(ds), 'clip')} of {plural(len(ds.signers), 'signer')}"
             for part, ds in self.datasets.items())
         ways = [f"a smaller data.batch_size (at most {train})"]
         if num_train is not None and num_train == train:
@@ -231,9 +231,10 @@ class ClipDataModule(BatchLoaders):
         }
 
     def summary(self) -> str:
+        """The clips per split, and the first 10 skipped files with their reasons."""
         sizes = ", ".join(f"{len(ds)} {part}" for part, ds in self.datasets.items())
         lines = [f"data={self.name}: {sizes} clips; {len(self.skipped)} skipped, "
-                 f"{len(self.padded)} padded (see data_report.json)"]
+                 f"{len(self.padded)} padded"]
         lines += [f"  skipped {s.file}: {s.reason}" for s in self.skipped[:10]]
         if len(self.skipped) > 10:
             lines.append(f"  ... and {len(self.skipped) - 10} more")
@@ -296,6 +297,8 @@ def _decode_all(cache: ClipCache, clips: list[Clip], num_workers: int) -> list[P
     def load(clip: Clip) -> Path | str:
         try:
             return cache.load(clip)
+        except DataError:  # the cache cannot be written: no clip can be
+            raise
         except ValueError as err:
             return str(err)
 
@@ -303,7 +306,7 @@ def _decode_all(cache: ClipCache, clips: list[Clip], num_workers: int) -> list[P
         return list(pool.map(load, clips))
 
 
-def _count(n: int, noun: str) -> str:
+def plural(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 

@@ -21,11 +21,21 @@ HOW2SIGN_COLUMNS = ("VIDEO_ID", "VIDEO_NAME", "SENTENCE_ID", "SENTENCE_NAME", "S
                     "END_REALIGNED", "SENTENCE")
 PHOENIX_CORPUS = "annotations/manual/PHOENIX-2014-T.{split}.corpus.csv"
 PHOENIX_FRAMES = "features/fullFrame-210x260px/{split}/{name}"
+# Each file-based data option's input paths: data.KEY -> (a "folder" or a "file", what it is)
+INPUTS = {
+    "gif_folder": {"root": ("folder", "the folder of .gif/.txt pairs")},
+    "how2sign": {"annotations": ("file", "How2Sign's sentence file"),
+                 "video_dir": ("folder", "the folder of SENTENCE_NAME.mp4 clips"),
+                 "val_annotations": ("file", "How2Sign's validation sentence file"),
+                 "test_annotations": ("file", "How2Sign's test sentence file")},
+    "phoenix14t": {"root": ("folder", "the PHOENIX-2014-T folder (annotations/, features/)")},
+    "manifest": {"path": ("file", "a .csv or .jsonl manifest")},
+}
 
 
 def index_gif_folder(root: str, signer_pattern: str) -> Index:
     """X.gif + X.txt pairs anywhere under `root`; a top folder train/val/dev/test is the split."""
-    folder = _existing_dir(root, "data.root", "the folder of .gif/.txt pairs")
+    folder = input_path("gif_folder", "root", root)
     pattern = re.compile(signer_pattern)
     clips, skipped = [], []
     for gif in sorted(folder.rglob("*.gif")):
@@ -56,16 +66,16 @@ def index_how2sign(annotations: str, video_dir: str, val_annotations: Optional[s
     How2Sign names no signer: clips are grouped by VIDEO_ID (one recording), so a
     signer-disjoint split keeps the sentences of one recording together.
     """
-    videos = _existing_dir(video_dir, "data.video_dir", "the folder of SENTENCE_NAME.mp4 clips")
-    files = {"train": ("data.annotations", annotations),
-             "val": ("data.val_annotations", val_annotations),
-             "test": ("data.test_annotations", test_annotations)}
+    videos = input_path("how2sign", "video_dir", video_dir)
+    files = {"train": ("annotations", annotations), "val": ("val_annotations", val_annotations),
+             "test": ("test_annotations", test_annotations)}
     single = val_annotations is None and test_annotations is None
     clips, skipped = [], []
     for split, (key, file) in files.items():
         if file is None:
             continue
-        table = _read_table(file, key, sep="\t", columns=HOW2SIGN_COLUMNS)
+        table = _read_table(input_path("how2sign", key, file), f"data.{key}", sep="\t",
+                            columns=HOW2SIGN_COLUMNS)
         for row in table.itertuples(index=False):
             name = str(row.SENTENCE_NAME)
             clip = Clip(name, videos / f"{name}.mp4", _text(row.SENTENCE), str(row.VIDEO_ID),
@@ -76,12 +86,13 @@ def index_how2sign(annotations: str, video_dir: str, val_annotations: Optional[s
 
 def index_phoenix14t(root: str, caption_column: str) -> Index:
     """PHOENIX-2014-T: |-separated corpus files, one folder of PNG frames per sentence."""
-    base = _existing_dir(root, "data.root", "the PHOENIX-2014-T folder (annotations/, features/)")
+    base = input_path("phoenix14t", "root", root)
     clips, skipped = [], []
     for split, part in (("train", "train"), ("dev", "val"), ("test", "test")):
         file = base / PHOENIX_CORPUS.format(split=split)
-        table = _read_table(str(file), "data.root", sep="|",
-                            columns=("name", "speaker", caption_column))
+        if not file.is_file():
+            raise DataError(f"data.root={root}: the annotation file {file} does not exist")
+        table = _read_table(file, "data.root", sep="|", columns=("name", "speaker", caption_column))
         for row in table.to_dict("records"):
             name = str(row["name"])
             folder = base / PHOENIX_FRAMES.format(split=split, name=name)
@@ -95,35 +106,87 @@ def index_manifest(path: str) -> Index:
     """A CSV or JSONL file: path, text, and optional start, end (seconds), signer, split.
 
     Relative paths are taken from the manifest's folder. A clip without a signer is its own.
+    A row whose start/end cannot be a window of its video is skipped, naming its line.
     """
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise DataError(f"data.path={path} does not exist: set data.path to a .csv or .jsonl "
-                        "manifest")
-    if file.suffix.lower() == ".csv":
-        rows = pd.read_csv(file, dtype=str, keep_default_na=False).to_dict("records")
-    elif file.suffix.lower() in (".jsonl", ".json"):
-        rows = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
-    else:
-        raise DataError(f"data.path={path}: a manifest is a .csv or .jsonl file")
-    if rows and not {"path", "text"} <= set(rows[0]):
-        raise DataError(f"data.path={path} needs the columns path and text, has {sorted(rows[0])}")
+    file = input_path("manifest", "path", path)
+    rows = _manifest_rows(file)
+    if rows and not {"path", "text"} <= set(rows[0][1]):
+        raise DataError(f"data.path={path} needs the columns path and text, has "
+                        f"{sorted(rows[0][1])}")
     clips, skipped = [], []
-    for number, row in enumerate(rows, start=1):
-        name = str(row.get("path") or f"row {number}")
+    for line, row in rows:
+        name = str(row.get("path") or f"line {line}")
+        given = {key: row[key] for key in ("start", "end")
+                 if row.get(key) is not None and str(row[key]).strip()}
+        origin = f"{file} line {line}" + (
+            f" ({', '.join(f'{k}={v}' for k, v in given.items())})" if given else "")
         try:
-            start, end = _seconds(row.get("start")), _seconds(row.get("end"))
-        except ValueError:
-            reason = f"start/end are not seconds: {row.get('start')!r}, {row.get('end')!r}"
-            skipped.append(Skipped(str(file.parent / name), reason))
+            start, end = _window(row.get("start"), row.get("end"))
+        except ValueError as problem:
+            skipped.append(Skipped(str(file.parent / name), f"{origin}: {problem}"))
             continue
         video = (file.parent / name).resolve()
         clip_id = name if start is None and end is None else f"{name}@{start}-{end}"
         split = official_split(str(row["split"])) if _text(row.get("split")) else None
         clip = Clip(clip_id, video, _text(row.get("text")), _text(row.get("signer")) or clip_id,
-                    start, end, split)
+                    start, end, split, origin)
         _add(clip, clips, skipped)
     return clips, skipped
+
+
+def _manifest_rows(file: Path) -> list[tuple[int, dict]]:
+    """(line number in the file, row) of a CSV or JSONL manifest; a DataError names the line
+    that cannot be parsed."""
+    if file.suffix.lower() == ".csv":
+        try:
+            table = pd.read_csv(file, dtype=str, keep_default_na=False)
+        except (ValueError, pd.errors.ParserError) as err:
+            raise DataError(f"data.path={file} is not a readable CSV manifest ({err}): fix the "
+                            "file") from None
+        return list(enumerate(table.to_dict("records"), start=2))  # line 1 is the header
+    if file.suffix.lower() not in (".jsonl", ".json"):
+        raise DataError(f"data.path={file}: a manifest is a .csv or .jsonl file")
+    rows = []
+    for number, line in enumerate(file.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"data.path={file}: line {number} is not valid JSON ({err.msg} at "
+                            f"column {err.colno}): fix that line of the manifest") from None
+        if not isinstance(row, dict):
+            raise DataError(f"data.path={file}: line {number} is not a JSON object "
+                            '({"path": ..., "text": ...}): fix that line of the manifest')
+        rows.append((number, row))
+    return rows
+
+
+def _window(start, end) -> tuple[Optional[float], Optional[float]]:
+    """A row's start and end in seconds (None: the start or end of the video); a ValueError
+    says why they are no window."""
+    start, end = _seconds(start, "start"), _seconds(end, "end")
+    if start is not None and end is not None and end <= start:
+        raise ValueError(f"end={end:g} is not after start={start:g}: the window is empty"
+                         if end == start else f"start={start:g} is after end={end:g}")
+    return start, end
+
+
+def _seconds(value, key: str) -> Optional[float]:
+    """A start or end cell in seconds (None when empty); a ValueError names what is wrong."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key}={value!r} is not a number of seconds") from None
+    if not math.isfinite(seconds):
+        edge = "beginning" if key == "start" else "end"
+        raise ValueError(f"{key}={value} is not a finite number of seconds: leave {key} empty "
+                         f"for the {edge} of the video")
+    if seconds < 0:
+        raise ValueError(f"{key}={value} is negative: seconds into the video start at 0")
+    return seconds
 
 
 def _add(clip: Clip, clips: list[Clip], skipped: list[Skipped]) -> None:
@@ -136,17 +199,21 @@ def _add(clip: Clip, clips: list[Clip], skipped: list[Skipped]) -> None:
         clips.append(clip)
 
 
-def _existing_dir(path: str, key: str, what: str) -> Path:
-    folder = Path(path).expanduser()
-    if not folder.is_dir():
-        raise DataError(f"{key}={path} does not exist: set {key} to {what}")
-    return folder
+def input_path(option: str, key: str, value: str) -> Path:
+    """The path `data.KEY` of data option `option` names (INPUTS), if it is an existing folder
+    or file as it must be; else a DataError that names the key and what it must be."""
+    kind, what = INPUTS[option][key]
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise DataError(f"data.{key}={value} does not exist: set data.{key} to {what}")
+    if path.is_dir() != (kind == "folder"):
+        found = "folder" if path.is_dir() else "file"
+        raise DataError(f"data.{key}={value} is a {found}, not a {kind}: set data.{key} to {what}")
+    return path
 
 
-def _read_table(file: str, key: str, sep: str, columns: Iterable[str]) -> pd.DataFrame:
-    if not Path(file).expanduser().is_file():
-        raise DataError(f"{key}: the annotation file {file} does not exist")
-    table = pd.read_csv(Path(file).expanduser(), sep=sep, dtype=str, keep_default_na=False,
+def _read_table(file: Path, key: str, sep: str, columns: Iterable[str]) -> pd.DataFrame:
+    table = pd.read_csv(file, sep=sep, dtype=str, keep_default_na=False,
                         quoting=3)  # quoting=3: sentences contain quotes
     missing = [c for c in columns if c not in table.columns]
     if missing:
@@ -158,7 +225,3 @@ def _text(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return str(value).strip()
-
-
-def _seconds(value) -> Optional[float]:
-    return None if _text(value) == "" else float(value)

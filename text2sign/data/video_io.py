@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from text2sign.fonts import caption_font
+
 VIEW_SIZE = 128  # clips are enlarged to at least this many pixels for viewing
 
 
@@ -44,7 +46,8 @@ def write_mp4(path: str | Path, clip: torch.Tensor, fps: int = 8) -> None:
 
 
 def caption_grid(clips: torch.Tensor, captions: list[str], min_size: int = 64) -> Image.Image:
-    """A PNG-ready grid: one row per clip (frames across), its caption above the row."""
+    """A PNG-ready grid: one row per clip (frames across), its caption above the row (in a
+    font that has its characters: text2sign/fonts.py)."""
     rows = [np.concatenate(to_frames(clip, min_size), axis=1) for clip in clips]
     label_h, gap = 14, 2
     width = max(r.shape[1] for r in rows)
@@ -53,13 +56,17 @@ def caption_grid(clips: torch.Tensor, captions: list[str], min_size: int = 64) -
     draw = ImageDraw.Draw(grid)
     y = 0
     for row, caption in zip(rows, captions):
-        draw.text((2, y + 1), caption, fill="black")
+        draw.text((2, y + 1), caption, fill="black", font=caption_font(caption))
         grid.paste(Image.fromarray(row), (0, y + label_h))
         y += row.shape[0] + label_h + gap
     return grid
 
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+class EmptyWindow(ValueError):
+    """A readable video without a frame in the requested [start, end): the window is wrong."""
 
 
 def read_clip(path: str | Path, start: float | None = None, end: float | None = None,
@@ -77,8 +84,13 @@ def read_clip(path: str | Path, start: float | None = None, end: float | None = 
         keep &= times >= start - 1e-6
     if end is not None:
         keep &= times < end - 1e-6
+    if not len(times):
+        raise ValueError("no frames decoded")
     if not keep.any():
-        raise ValueError("no frames decoded" + (" in [start, end)" if len(times) else ""))
+        length = times[-1] + (times[1] - times[0] if len(times) > 1 else 0)
+        window = f"[{start or 0:g}, {'its end' if end is None else format(end, 'g')})"
+        raise EmptyWindow(f"no frame in the window {window} s: the video has {len(times)} "
+                          f"frames, {length:.2f} s")
     return np.stack([f for f, k in zip(frames, keep) if k]), times[keep]
 
 

@@ -103,7 +103,7 @@ def _unit(x: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
 
 
 def load_lpips(backbone_path: str | Path | None = None, linear_path: str | Path | None = None,
-               cache_dir: str | Path | None = None, download: bool = True,
+               cache_dir: str | Path | None = None, download: bool = False,
                device: str | torch.device = "cpu") -> LPIPS:
     """The LPIPS model in eval mode; MetricUnavailable (naming eval.lpips.backbone_path or
     eval.lpips.linear_path) when a weight file is neither given, cached nor downloadable."""

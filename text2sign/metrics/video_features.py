@@ -16,6 +16,7 @@ VideoMAE model by name or local path, features the mean over tokens of its last 
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 
 import torch
@@ -42,7 +43,14 @@ MIN_I3D_FRAMES = 9
 # VideoMAE checkpoints are trained on ImageNet-normalised frames (VideoMAEImageProcessor).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-BACKBONES = ("i3d", "videomae")
+
+
+class FVDBackbone(str, Enum):
+    """eval.fvd.backbone: the feature extractor of FVD."""
+
+    i3d = "i3d"
+    videomae = "videomae"
+
 
 
 def load_video_feature_extractor(
@@ -52,7 +60,7 @@ def load_video_feature_extractor(
     videomae_name: str = "MCG-NJU/videomae-base",
     local_files_only: bool = True,
     cache_dir: str | Path | None = None,
-    download: bool = True,
+    download: bool = False,
     device: str | torch.device = "cpu",
     batch_size: int = 8,
 ) -> VideoFeatureExtractor:
@@ -72,7 +80,8 @@ def load_video_feature_extractor(
         model = _load_videomae(videomae_name, local_files_only).to(device)
         return lambda videos: _batched(lambda x: _videomae_features(model, x, device), videos,
                                        batch_size)
-    raise ValueError(f"eval.fvd.backbone={backbone!r} is not one of {BACKBONES}")
+    choices = tuple(b.value for b in FVDBackbone)
+    raise ValueError(f"eval.fvd.backbone={backbone!r} is not one of {choices}")
 
 
 @torch.no_grad()

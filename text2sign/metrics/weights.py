@@ -36,8 +36,9 @@ def cache_path(cache_dir: str | Path | None, filename: str) -> Path:
 
 def resolve_weights(spec: WeightFile, path: str | Path | None = None,
                     cache_dir: str | Path | None = None,
-                    download: bool = True, sha256: str | None = None) -> Path:
-    """The local file for ``spec``: ``path`` if given, else the cached copy, else a download.
+                    download: bool = False, sha256: str | None = None) -> Path:
+    """The local file for ``spec``: ``path`` if given, else the cached copy, else (only with
+    ``download``: eval.download=true) a download.
 
     A download goes to the cache directory and is kept only if its sha256 matches
     (``sha256`` overrides ``spec.sha256``). Raises MetricUnavailable, naming
@@ -53,11 +54,13 @@ def resolve_weights(spec: WeightFile, path: str | Path | None = None,
         return cached
     how = f"download {spec.url} and set {spec.config_key} to the file, or save it as {cached}"
     expected = sha256 or spec.sha256
-    if not download:
-        raise MetricUnavailable(f"{spec.description} not found and downloads are off: {how}")
     if expected is None:
         raise MetricUnavailable(f"{spec.description} not found, and no published checksum to "
                                 f"verify a download: {how} (or supply its sha256 to allow one)")
+    if not download:
+        raise MetricUnavailable(f"{spec.description} not found and downloads are off "
+                                f"(eval.download=false): {how}, or set eval.download=true to "
+                                "fetch it and check its sha256")
     try:
         _download(spec.url, cached, expected)
     except (OSError, ValueError) as error:  # URLError and timeouts are OSErrors

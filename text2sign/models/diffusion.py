@@ -49,9 +49,9 @@ class Diffusion:
         self,
         num_train_timesteps: int = 1000,
         beta_schedule: str = "squaredcos_cap_v2",
-        prediction_type: str = "v_prediction",
+        prediction_type: PredictionType = PredictionType.v_prediction,
         snr_gamma: float | None = None,
-        timestep_sampling: str = "uniform",
+        timestep_sampling: TimestepSampling = TimestepSampling.uniform,
     ):
         self.timestep_sampling = TimestepSampling(timestep_sampling)
         if snr_gamma is not None and snr_gamma <= 0:

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+CONTEXT_MULTIPLE = 8  # text tokens are padded to a multiple of this for a compiled network
 
 
 def sinusoidal_embedding(positions: torch.Tensor, dim: int) -> torch.Tensor:
@@ -201,6 +204,11 @@ class Stage(nn.Module):
         return x if self.attn is None else self.attn(x, context, mask)
 
 
+def size_divisor(channel_mults: Sequence[int]) -> int:
+    """What the frame size must be a multiple of: every level but the last halves it."""
+    return 2 ** (len(channel_mults) - 1)
+
+
 class UNet3D(nn.Module):
     """Predicts the diffusion target (noise or velocity) of a noisy video.
 
@@ -213,6 +221,10 @@ class UNet3D(nn.Module):
             middle block always has one, so the text is always attended to.
         temporal_attention: attend across frames in the transformer blocks (temporal
             convolutions in the residual blocks are always on).
+        gradient_checkpointing, channels_last: the fast path's (perf.*): recompute each stage
+            in backward; channels_last_3d weights and activations.
+        autocast_dtype: autocast to this dtype when the caller has not (sampling outside
+            Lightning's precision plugin); None: the caller's precision.
     """
 
     def __init__(
@@ -226,6 +238,9 @@ class UNet3D(nn.Module):
         num_heads: int = 4,
         temporal_attention: bool = True,
         dropout: float = 0.0,
+        gradient_checkpointing: bool = False,
+        channels_last: bool = False,
+        autocast_dtype: torch.dtype | None = None,
     ):
         super().__init__()
         unknown = set(attention_levels) - set(range(len(channel_mults)))
@@ -235,7 +250,7 @@ class UNet3D(nn.Module):
                 f"0..{len(channel_mults) - 1} (one per entry of channel_mults)"
             )
         self.base_channels = base_channels
-        self.size_divisor = 2 ** (len(channel_mults) - 1)
+        self.size_divisor = size_divisor(channel_mults)
         emb_dim = 4 * base_channels
         self.time_mlp = nn.Sequential(
             nn.Linear(base_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
@@ -274,11 +289,22 @@ class UNet3D(nn.Module):
         self.head = nn.Sequential(
             group_norm(ch), nn.SiLU(), zero_init(spatial_conv(ch, in_channels))
         )
-        # fast-path settings, set by text2sign.perf (defaults: the plain path)
-        self.gradient_checkpointing = False
-        self.memory_format = torch.contiguous_format
-        self.autocast_dtype: torch.dtype | None = None  # autocast when the caller has none
+        self.gradient_checkpointing, self.autocast_dtype = gradient_checkpointing, autocast_dtype
+        self.memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
+        if channels_last:
+            self.to(memory_format=self.memory_format)
         self.context_multiple = 1  # pad the text tokens to a multiple of this (compiled: few shapes)
+        self.compiled = False
+
+    def compile(self, **options: Any) -> None:
+        """torch.compile the network (`denoise`) in place, like nn.Module.compile: the checks in
+        `forward` stay eager, and no state_dict key changes, so the checkpoints of the compiled
+        and the plain network are interchangeable. `options` go to torch.compile."""
+        # Captions vary in length: padded to a multiple of 8 tokens they make a few static
+        # shapes (inductor's backward failed on a dynamic token count: stride 5 vs 6).
+        self.context_multiple = CONTEXT_MULTIPLE
+        self.denoise = torch.compile(self.denoise, **options)
+        self.compiled = True
 
     def forward(
         self,
@@ -290,8 +316,8 @@ class UNet3D(nn.Module):
         """x (B, C, T, H, W); timesteps (B,); context (B, L, D) text tokens; mask (B, L) bool.
 
         Checks and data-dependent choices run here, eagerly; the network itself is `denoise`,
-        which text2sign.perf may compile (without a graph break, and without renaming any
-        state_dict key).
+        which `compile` compiles (without a graph break, and without renaming any state_dict
+        key).
         """
         if x.shape[-1] % self.size_divisor or x.shape[-2] % self.size_divisor:
             raise ValueError(
