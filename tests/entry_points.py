@@ -7,9 +7,8 @@ import runpy
 import sys
 import warnings
 
-from hydra.core.global_hydra import GlobalHydra
-
 from conftest import ROOT
+from hydra.core.global_hydra import GlobalHydra
 
 
 def command(program: str, *args: str) -> str | int | None:

@@ -15,11 +15,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from analysis_fixtures import (
+    FVD,
+    GROUPS,
+    PROMPTS,
+    SEEDS,
+    TIME_S,
+    config,
+    factors,
+    results,
+    sweep_tree,
+    write_hydra,
+    write_run,
+)
 from PIL import Image, ImageDraw
 from scipy import stats
 
-from analysis_fixtures import (FVD, GROUPS, PROMPTS, SEEDS, TIME_S, config, factors, results,
-                               sweep_tree, write_hydra, write_run)
 from text2sign.analysis.collect import collect
 from text2sign.analysis.curves import group_band
 from text2sign.analysis.levels import level, parse_assignments

@@ -12,19 +12,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import stats
-
 from analysis_fixtures import FVD, GROUPS, TIME_S, config, factors, results, write_run
+from scipy import stats
+from test_analysis import analysed, analyze, key, read_table, tree  # noqa: F401 (fixtures)
+
 from text2sign.analysis import cli
 from text2sign.analysis.collect import Run, collect
-from text2sign.run_identity import run_config
 from text2sign.analysis.levels import parse_assignments
 from text2sign.analysis.report import findings, metric_rows
 from text2sign.analysis.stats import ALPHA, mde, significant, t_test, welch_mde
 from text2sign.analysis.study import build_study
+from text2sign.run_identity import run_config
 from text2sign.schema import read_error
-
-from test_analysis import analyze, analysed, key, read_table, tree  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(autouse=True)

@@ -9,11 +9,11 @@ import logging
 
 import pytest
 import torch
+from conftest import CONF, TINY, compose_run
+from entry_points import command
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from conftest import CONF, TINY, compose_run
-from entry_points import command
 from text2sign.checkpointing import CheckpointError, read_checkpoint
 from text2sign.generate import load_module
 from text2sign.preflight import Preflight, PreflightFailed

@@ -5,10 +5,10 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from conftest import CONF, compose_config, compose_hydra, run_train
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from conftest import CONF, compose_config, compose_hydra, run_train
 from text2sign.results import plain
 
 

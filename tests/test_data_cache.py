@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from data_fixtures import write_gif
 
 import text2sign.data.clip_cache as clip_cache
-from data_fixtures import write_gif
 from text2sign.data.clip_cache import ClipCache, DecodeSettings
 from text2sign.data.clips import Clip
 
@@ -86,6 +86,7 @@ def test_concurrent_first_use_gives_one_complete_entry(tmp_path):
 
 def test_prepare_fills_the_cache_ahead_of_training(tmp_path, counted):
     from data_fixtures import write_gif_folder
+
     from text2sign.data.prepare import prepare
 
     root = write_gif_folder(tmp_path / "gifs")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from conftest import compose_config
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
-
-from conftest import compose_config
 from test_config import group_options
 
 PATHS = {"synthetic": [], "gif_folder": ["data.root=/d"], "manifest": ["data.path=/m.csv"],

@@ -6,12 +6,22 @@ import json
 
 import pytest
 import torch
+from data_fixtures import (
+    plant_gif_faults,
+    truncate,
+    write_frame_folder,
+    write_gif,
+    write_gif_folder,
+    write_video,
+)
 
-from data_fixtures import (plant_gif_faults, truncate, write_frame_folder, write_gif,
-                           write_gif_folder, write_video)
 from text2sign.data.clips import DataError
-from text2sign.data.datamodule import (GifFolderDataModule, How2SignDataModule,
-                                       ManifestDataModule, Phoenix14TDataModule)
+from text2sign.data.datamodule import (
+    GifFolderDataModule,
+    How2SignDataModule,
+    ManifestDataModule,
+    Phoenix14TDataModule,
+)
 
 HOW2SIGN_HEADER = ("VIDEO_ID\tVIDEO_NAME\tSENTENCE_ID\tSENTENCE_NAME\tSTART_REALIGNED\t"
                    "END_REALIGNED\tSENTENCE\n")

@@ -6,13 +6,13 @@ from __future__ import annotations
 import re
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-
 from conftest import CONF, TINY
 from data_fixtures import write_gif_folder, write_video
 from entry_points import command
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from test_data_formats import common
+
 from text2sign.data import bench, prepare
 from text2sign.data.clips import DataError
 from text2sign.data.datamodule import ManifestDataModule

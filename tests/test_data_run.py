@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from data_fixtures import plant_gif_faults, write_gif_folder
+
 from text2sign.train import run
 
 

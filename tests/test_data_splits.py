@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from data_fixtures import write_gif_folder
 from test_data_formats import common
+
 from text2sign.data.clips import Clip, DataError
 from text2sign.data.datamodule import GifFolderDataModule
 from text2sign.data.splits import split_clips

@@ -6,10 +6,10 @@ import json
 
 import pytest
 import torch
-from omegaconf import OmegaConf
-
 from conftest import CONF
 from data_fixtures import write_gif_folder
+from omegaconf import OmegaConf
+
 from text2sign.callbacks.evaluation import Evaluation
 from text2sign.checkpointing import CheckpointError
 from text2sign.data.synthetic import SyntheticSignDataset

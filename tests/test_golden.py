@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import TINY, compose_config
+
 from text2sign.train import run
 
 GOLDEN = Path(__file__).with_name("golden_tiny_run.json")

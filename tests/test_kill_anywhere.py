@@ -14,7 +14,6 @@ import time
 
 import pytest
 import torch
-
 from conftest import ROOT, TINY
 
 # 4 batches an epoch, last.ckpt every 2 steps, validation (2 batches) after steps 3, 6, 9, 12

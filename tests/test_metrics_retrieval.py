@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from text2sign.metrics.errors import MetricUnavailable
-from text2sign.metrics.retrieval import caption_retrieval, candidate_captions
+from text2sign.metrics.retrieval import candidate_captions, caption_retrieval
 
 N, K = 200, 8
 CAPTIONS = [f"sign {i % 50}" for i in range(N)]  # 50 distinct texts, each on several clips

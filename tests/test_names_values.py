@@ -16,10 +16,10 @@ import urllib.request
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, TINY, compose_config
 from omegaconf import OmegaConf
 from PIL import Image
 
-from conftest import ROOT, TINY, compose_config
 from text2sign.callbacks.evaluation import Evaluation
 from text2sign.callbacks.samples import NAME_BYTES, check_prompts, write_samples
 from text2sign.generate import generate

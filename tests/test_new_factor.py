@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 
 # The two edits of the README's walk-through: the constructor and the YAML.

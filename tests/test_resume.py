@@ -15,9 +15,9 @@ import time
 
 import pytest
 import torch
-
 from conftest import ROOT, TINY, compose_config, run_train
 from data_fixtures import truncate
+
 from text2sign.attempts import RunDirectoryInUse, plan_attempt
 from text2sign.callbacks.training_log import TrainingLog
 from text2sign.checkpointing import AtomicCheckpointIO
@@ -25,6 +25,7 @@ from text2sign.module import TextToSignModule
 from text2sign.results import plain
 from text2sign.sweep import job_outcome
 from text2sign.train import run
+
 
 def summary(result) -> list[str]:
     """The lines the sweep ended with: counts, then one line per job."""

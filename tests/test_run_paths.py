@@ -9,18 +9,18 @@ import shutil
 import subprocess
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-
 from conftest import CONF, TINY, compose_config
 from data_fixtures import write_gif_folder
 from entry_points import command
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from test_resume import damaged_run
+
 from text2sign.analysis import cli
 from text2sign.data.clips import DataError
 from text2sign.data.datamodule import GifFolderDataModule
 from text2sign.preflight import Preflight, PreflightFailed
 from text2sign.train import run
-from test_resume import damaged_run
 
 
 def test_a_run_directory_copied_or_reached_through_a_symlink_is_the_same_run(

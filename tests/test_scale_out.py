@@ -8,9 +8,9 @@ import sys
 
 import pytest
 import torch
+from conftest import TINY, compose_hydra, run_train
 from hydra.utils import instantiate
 
-from conftest import TINY, compose_hydra, run_train
 from text2sign.checkpointing import AtomicCheckpointIO
 from text2sign.config import _job_dirname
 from text2sign.data.sampler import ResumableBatchSampler

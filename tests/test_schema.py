@@ -7,9 +7,9 @@ import copy
 import json
 
 import pytest
-
 from analysis_fixtures import factors, results
 from conftest import ROOT, TINY, compose_run
+
 from text2sign import schema
 from text2sign.results import RunRecord
 

@@ -9,11 +9,11 @@ import subprocess
 import sys
 
 import pytest
+from conftest import CONF, ROOT, TINY, compose_config, compose_hydra, compose_run, run_train
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import InstantiationException
 
-from conftest import CONF, ROOT, TINY, compose_config, compose_hydra, compose_run, run_train
 from text2sign.generate import generate
 from text2sign.schema import AT_END, problems
 from text2sign.train import run

@@ -12,9 +12,9 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from enum import Enum
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 

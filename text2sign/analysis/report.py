@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from text2sign.analysis.collect import STATUSES
-from text2sign.analysis.formatting import change, mean_ci, md_table, num, text_table, verdict
+from text2sign.analysis.formatting import change, md_table, mean_ci, num, text_table, verdict
 from text2sign.analysis.identity import version_text
 from text2sign.analysis.metrics import Metric
 from text2sign.analysis.stats import ALPHA, POWER, delta_pct, significant
