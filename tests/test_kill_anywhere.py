@@ -73,8 +73,8 @@ def validation_losses(run_dir) -> dict[str, str]:
     """val/loss by logged step, over the CSV logger's versions (one per attempt)."""
     losses: dict[str, str] = {}
     for path in sorted(run_dir.glob("csv/version_*/metrics.csv")):
-        for row in read_csv(path):
-            if row["val/loss"]:
+        for row in read_csv(path):  # an attempt killed before its first validation has no column
+            if row.get("val/loss"):
                 assert losses.setdefault(row["step"], row["val/loss"]) == row["val/loss"]
     return losses
 
