@@ -156,9 +156,7 @@ def build_module(cfg: DictConfig) -> TextToSignModule:
 
 
 def _train(cfg: DictConfig, run_dir: Path, record: RunRecord, callbacks: dict) -> None:
-    check_config(cfg)
-    if not cfg.train and cfg.ckpt_path is None:
-        raise ValueError("train=false evaluates a checkpoint: set ckpt_path=PATH")
+    check_config(cfg)  # also: train=false needs ckpt_path
     # the callbacks check their settings: a bad value fails before the data is decoded;
     # eval first, as callbacks.samples copies its settings (eval.steps=0 names eval.steps)
     callbacks["evaluation"] = instantiate(cfg.eval)
