@@ -20,7 +20,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from text2sign.checkpointing import FOLDER
@@ -82,8 +81,7 @@ def evaluation_factors(cfg: DictConfig, runtime: HydraRuntime) -> dict[str, Any]
 
 def _overridden(runtime: HydraRuntime) -> list[str]:
     """The keys (or groups) the command line overrides."""
-    overrides = OverridesParser.create().parse_overrides(list(runtime.overrides))
-    return [o.key_or_group for o in overrides]
+    return [o.key_or_group for o in runtime.parsed_overrides()]
 
 
 def _under(key: str, prefixes) -> bool:

@@ -35,6 +35,10 @@ class HydraRuntime:
     multirun: bool = False
     jobs_at_once: int = 1  # jobs the launcher runs side by side
 
+    def parsed_overrides(self) -> list:
+        """The overrides as Hydra's parser reads them (key or group, value, sweep or not)."""
+        return OverridesParser.create().parse_overrides(list(self.overrides))
+
     @classmethod
     def capture(cls) -> HydraRuntime:
         """The runtime of the job Hydra is running (call it in the task function)."""
@@ -76,7 +80,7 @@ def run_factors(runtime: HydraRuntime, config: Mapping[str, Any]) -> dict[str, A
     then `ema` and `seed`. `config`: plain data, resolved or as Hydra saved it."""
     factors = {group: choice for group, choice in runtime.choices.items()
                if group.split("/")[0] != "hydra" and choice is not None}
-    for override in OverridesParser.create().parse_overrides(list(runtime.overrides)):
+    for override in runtime.parsed_overrides():
         key = override.key_or_group
         if key not in factors and key not in NOT_FACTORS and not override.is_delete():
             factors[key] = _select(config, key, default=override.value())
