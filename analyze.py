@@ -7,7 +7,7 @@
 
 import sys
 
-from text2sign.analysis.cli import main
+from text2sign.cli.analyze import main
 
 if __name__ == "__main__":
     sys.exit(main())

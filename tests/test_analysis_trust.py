@@ -16,13 +16,13 @@ from analysis_fixtures import FVD, GROUPS, TIME_S, config, factors, results, wri
 from scipy import stats
 from test_analysis import analysed, analyze, key, read_table, tree  # noqa: F401 (fixtures)
 
-from text2sign.analysis import cli
 from text2sign.analysis.collect import Run, collect
 from text2sign.analysis.levels import parse_assignments
 from text2sign.analysis.report import findings, metric_rows
 from text2sign.analysis.stats import ALPHA, mde, significant, t_test, welch_mde
 from text2sign.analysis.study import build_study
-from text2sign.run_identity import run_config
+from text2sign.cli import analyze as cli
+from text2sign.run.identity import run_config
 from text2sign.schema import read_error
 
 

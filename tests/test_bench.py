@@ -1,4 +1,4 @@
-"""python -m text2sign.bench: every figure present and computed as defined, at the tiny scale."""
+"""python -m text2sign.cli.bench: every figure present and computed as defined, at the tiny scale."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf.errors import ConfigKeyError
 
-from text2sign import bench
+from text2sign.cli import bench
 
 QUICK = ["scale=tiny", "bench.warmup_steps=1", "bench.steps=3", "bench.sample_steps=2",
          "bench.sample_repeats=1", "bench.encoder_repeats=2"]

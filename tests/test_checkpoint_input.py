@@ -14,10 +14,10 @@ from entry_points import command
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from text2sign.checkpointing import CheckpointError, read_checkpoint
-from text2sign.generate import load_module
-from text2sign.preflight import Preflight, PreflightFailed
-from text2sign.train import run
+from text2sign.cli.generate import load_module
+from text2sign.run.checkpointing import CheckpointError, read_checkpoint
+from text2sign.run.job import run
+from text2sign.run.preflight import Preflight, PreflightFailed
 
 
 def not_checkpoints(folder) -> dict[str, tuple]:
@@ -60,7 +60,7 @@ def test_files_that_are_not_checkpoints_are_named_before_any_directory_is_made(
         assert str(error.value).startswith(expected), name
         assert "set ckpt_path to a checkpoint written by train.py" in str(error.value)
         with pytest.raises(CheckpointError, match="not a readable text2sign checkpoint"):
-            load_module(path)  # python -m text2sign.generate
+            load_module(path)  # python -m text2sign.cli.generate
         for command_name, cfg in commands.items():
             cfg.ckpt_path, cfg.hydra.run.dir = str(path), str(out)
             with pytest.raises(PreflightFailed) as failed:
@@ -75,7 +75,7 @@ def test_files_that_are_not_checkpoints_are_named_before_any_directory_is_made(
                "checkpoint archive (a text file or another format); set ckpt_path to a "
                "checkpoint written by train.py (a run's checkpoints/final.ckpt, last.ckpt or "
                "best.ckpt)")
-    assert command("text2sign.generate", f"ckpt_path={notes}") == message
+    assert command("text2sign.cli.generate", f"ckpt_path={notes}") == message
     assert command("train.py", "train=false", f"ckpt_path={notes}") == message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["inputs"]  # no outputs/
 

@@ -9,7 +9,7 @@ from conftest import CONF, compose_config, compose_hydra, run_train
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from text2sign.results import plain
+from text2sign.run.record import plain
 
 
 def group_options(group: str) -> list[str]:

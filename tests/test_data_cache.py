@@ -87,7 +87,7 @@ def test_concurrent_first_use_gives_one_complete_entry(tmp_path):
 def test_prepare_fills_the_cache_ahead_of_training(tmp_path, counted):
     from data_fixtures import write_gif_folder
 
-    from text2sign.data.prepare import prepare
+    from text2sign.cli.prepare import prepare
 
     root = write_gif_folder(tmp_path / "gifs")
     overrides = ["data=gif_folder", f"data.root={root}", f"data.cache_dir={tmp_path / 'cache'}",

@@ -13,10 +13,11 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from test_data_formats import common
 
-from text2sign.data import bench, prepare
+from text2sign.cli import data_bench as bench
+from text2sign.cli import prepare
 from text2sign.data.clips import DataError
 from text2sign.data.datamodule import ManifestDataModule
-from text2sign.preflight import Preflight, PreflightFailed
+from text2sign.run.preflight import Preflight, PreflightFailed
 
 
 def hydra_config(overrides: list[str]):

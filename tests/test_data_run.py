@@ -6,7 +6,7 @@ import json
 
 from data_fixtures import plant_gif_faults, write_gif_folder
 
-from text2sign.train import run
+from text2sign.run.job import run
 
 
 def test_a_gif_folder_run_records_every_fault_and_its_split(tiny_config, tmp_path):

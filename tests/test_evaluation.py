@@ -11,11 +11,11 @@ from data_fixtures import write_gif_folder
 from omegaconf import OmegaConf
 
 from text2sign.callbacks.evaluation import Evaluation
-from text2sign.checkpointing import CheckpointError
+from text2sign.cli.generate import generate, load_module
 from text2sign.data.synthetic import SyntheticSignDataset
-from text2sign.generate import generate, load_module
 from text2sign.metrics.suite import video_metrics
-from text2sign.train import run
+from text2sign.run.checkpointing import CheckpointError
+from text2sign.run.job import run
 
 EVAL_SETTINGS = dict(fvd_settings={"backbone": "i3d", "detector_path": None,
                                    "videomae_name": "x", "local_files_only": True,

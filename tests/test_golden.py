@@ -12,7 +12,7 @@ from typing import Any
 
 from conftest import TINY, compose_config
 
-from text2sign.train import run
+from text2sign.run.job import run
 
 GOLDEN = Path(__file__).with_name("golden_tiny_run.json")
 OVERRIDES = [*TINY, "seed=0"]

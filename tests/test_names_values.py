@@ -22,9 +22,9 @@ from PIL import Image
 
 from text2sign.callbacks.evaluation import Evaluation
 from text2sign.callbacks.samples import NAME_BYTES, check_prompts, write_samples
-from text2sign.generate import generate
+from text2sign.cli.generate import generate
 from text2sign.module import TextToSignModule
-from text2sign.train import run
+from text2sign.run.job import run
 
 # a How2Sign-length sentence (300 characters), and prompts that used to share one file
 LONG = ("and so what we're going to do now is take the brush and go over the whole surface "
@@ -161,7 +161,7 @@ def test_the_run_log_ends_with_the_status_and_the_record(issue_run):
 
 
 def test_generate_writes_a_file_per_prompt_and_counts_them(issue_run, tmp_path, caplog):
-    """Items 1 and 2 for `python -m text2sign.generate`: File name too long after sampling, and
+    """Items 1 and 2 for `python -m text2sign.cli.generate`: File name too long after sampling, and
     "wrote 11 clips" for fewer files."""
     run_dir = issue_run[0]
     cfg = OmegaConf.create({"ckpt_path": str(run_dir / "checkpoints" / "final.ckpt"),

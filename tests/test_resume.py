@@ -18,13 +18,13 @@ import torch
 from conftest import ROOT, TINY, compose_config, run_train
 from data_fixtures import truncate
 
-from text2sign.attempts import RunDirectoryInUse, plan_attempt
 from text2sign.callbacks.training_log import TrainingLog
-from text2sign.checkpointing import AtomicCheckpointIO
+from text2sign.launch.sweep_summary import job_outcome
 from text2sign.module import TextToSignModule
-from text2sign.results import plain
-from text2sign.sweep import job_outcome
-from text2sign.train import run
+from text2sign.run.attempts import RunDirectoryInUse, plan_attempt
+from text2sign.run.checkpointing import AtomicCheckpointIO
+from text2sign.run.job import run
+from text2sign.run.record import plain
 
 
 def summary(result) -> list[str]:
@@ -120,7 +120,7 @@ def hold(run_dir) -> subprocess.Popen:
     """Another process that holds `run_dir`, as a run training there would."""
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\n"
-         "from text2sign.attempts import hold_run_directory\n"
+         "from text2sign.run.attempts import hold_run_directory\n"
          "with hold_run_directory(sys.argv[1]):\n"
          "    print('held', flush=True)\n"
          "    time.sleep(120)\n", str(run_dir)], stdout=subprocess.PIPE, text=True)

@@ -16,11 +16,11 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from test_resume import damaged_run
 
-from text2sign.analysis import cli
+from text2sign.cli import analyze as cli
 from text2sign.data.clips import DataError
 from text2sign.data.datamodule import GifFolderDataModule
-from text2sign.preflight import Preflight, PreflightFailed
-from text2sign.train import run
+from text2sign.run.job import run
+from text2sign.run.preflight import Preflight, PreflightFailed
 
 
 def test_a_run_directory_copied_or_reached_through_a_symlink_is_the_same_run(

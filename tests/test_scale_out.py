@@ -11,10 +11,10 @@ import torch
 from conftest import TINY, compose_hydra, run_train
 from hydra.utils import instantiate
 
-from text2sign.checkpointing import AtomicCheckpointIO
 from text2sign.config import _job_dirname
 from text2sign.data.sampler import ResumableBatchSampler
-from text2sign.parallel import claim_gpu
+from text2sign.launch.gpu_pool import claim_gpu
+from text2sign.run.checkpointing import AtomicCheckpointIO
 
 
 def all_batches(sampler: ResumableBatchSampler, epochs: int) -> list:
@@ -52,7 +52,7 @@ def test_checkpoints_are_written_atomically_and_load_as_plain_data(tmp_path):
 def test_two_processes_never_claim_the_same_gpu(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", ("import time; from pathlib import Path; "
-                                "from text2sign.parallel import claim_gpu; "
+                                "from text2sign.launch.gpu_pool import claim_gpu; "
                                 f"print(claim_gpu(['0', '1'], Path({str(tmp_path)!r})), "
                                 "flush=True); time.sleep(60)")],
         stdout=subprocess.PIPE, text=True)

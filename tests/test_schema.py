@@ -11,7 +11,7 @@ from analysis_fixtures import factors, results
 from conftest import ROOT, TINY, compose_run
 
 from text2sign import schema
-from text2sign.results import RunRecord
+from text2sign.run.record import RunRecord
 
 BEGIN, END = "<!-- python -m text2sign.schema --markdown -->\n", "<!-- end of the schema -->"
 

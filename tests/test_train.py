@@ -14,9 +14,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import InstantiationException
 
-from text2sign.generate import generate
+from text2sign.cli.generate import generate
+from text2sign.run.job import run
 from text2sign.schema import AT_END, problems
-from text2sign.train import run
 
 
 def read_csv(path):

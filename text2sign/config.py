@@ -87,7 +87,7 @@ class GenerateConfig:
 
 @dataclass
 class BenchConfig:
-    """`python -m text2sign.bench` settings (conf/bench.yaml); the rest is the train config."""
+    """`python -m text2sign.cli.bench` settings (conf/bench.yaml); the rest is the train config."""
 
     out: Optional[str] = None
     warmup_steps: int = MISSING

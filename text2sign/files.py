@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from text2sign.faults import kill_point
+from text2sign.run.faults import kill_point
 
 
 @contextmanager

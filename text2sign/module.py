@@ -144,7 +144,9 @@ class TextToSignModule(pl.LightningModule):
             return [UNCONDITIONAL_CAPTION] * len(captions)
         return list(captions)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+    def step_loss(self, batch: dict) -> torch.Tensor:
+        """The training loss of one micro-batch: condition dropout, timesteps and noise drawn
+        from the step's generator. The training step and the bench (cli/bench.py) both run it."""
         x0 = to_model_range(batch["video"])
         rng = self._step_generator()
         n = len(batch["caption"])
@@ -152,7 +154,10 @@ class TextToSignModule(pl.LightningModule):
         captions = [UNCONDITIONAL_CAPTION if d else c for c, d in zip(batch["caption"], drop)]
         t = self.diffusion.sample_timesteps(n, self.device, rng)
         noise = torch.randn(x0.shape, generator=rng, device=self.device, dtype=x0.dtype)
-        loss = self.diffusion_loss(x0, captions, t, noise, self.diffusion.loss_weights(t))
+        return self.diffusion_loss(x0, captions, t, noise, self.diffusion.loss_weights(t))
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+        loss = self.step_loss(batch)
         if self._on_any_rank(not torch.isfinite(loss)):
             self._nonfinite(loss)
             return None  # Lightning then skips the backward pass and the optimizer step

@@ -12,8 +12,8 @@ import csv
 import io
 import json
 import logging
-import statistics
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -28,6 +28,7 @@ from text2sign.metrics import retrieval
 from text2sign.metrics.errors import MetricUnavailable
 from text2sign.metrics.suite import video_metrics
 from text2sign.metrics.video_features import FVDBackbone
+from text2sign.timing import median_ms
 
 
 class FVDSettings(TypedDict):
@@ -182,17 +183,8 @@ class Evaluation:
         cuda = pl_module.device.type == "cuda"
         if cuda:
             torch.cuda.reset_peak_memory_stats(pl_module.device)
-        times = []
-        for repeat in range(self.timing_repeats + 1):
-            if cuda:
-                torch.cuda.synchronize(pl_module.device)
-            start = time.perf_counter()
-            pl_module.sample([prompt], self.steps, self.guidance_scale, self.seed)
-            if cuda:
-                torch.cuda.synchronize(pl_module.device)
-            if repeat:  # the first run is the warm-up
-                times.append(time.perf_counter() - start)
-        cost = {"inference_time_ms": round(statistics.median(times) * 1000, 2),
+        one_clip = partial(pl_module.sample, [prompt], self.steps, self.guidance_scale, self.seed)
+        cost = {"inference_time_ms": round(median_ms(one_clip, self.timing_repeats, pl_module.device), 2),
                 "inference_memory_gb": None}
         unavailable = {}
         if cuda:

@@ -11,8 +11,8 @@ from pytorch_lightning.trainer.states import TrainerFn
 
 from text2sign.callbacks.gpu_memory import GPUMemoryMonitor
 from text2sign.callbacks.step_end import StepEndCallback
-from text2sign.faults import kill_point
 from text2sign.files import CsvLog, atomic_write_json
+from text2sign.run.faults import kill_point
 
 
 class TrainingLog(StepEndCallback):

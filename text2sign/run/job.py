@@ -11,7 +11,8 @@ import logging
 import math
 import signal
 import warnings
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -20,37 +21,49 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from text2sign.attempts import (
+from text2sign.callbacks.gpu_memory import GPUMemoryMonitor
+from text2sign.callbacks.training_log import TrainingLog
+from text2sign.factors import HydraRuntime
+from text2sign.files import atomic_write_json
+from text2sign.launch.ddp import is_rank_zero, launches_workers, worker_launch
+from text2sign.launch.gpu_pool import share_cpu, use_own_gpu
+from text2sign.module import TextToSignModule
+from text2sign.perf import FastPath
+from text2sign.run.attempts import (
     INTERRUPTIONS,
     Plan,
     RunDirectoryInUse,
     hold_run_directory,
     plan_attempt,
 )
-from text2sign.callbacks.gpu_memory import GPUMemoryMonitor
-from text2sign.callbacks.training_log import TrainingLog
-from text2sign.checkpointing import StepCheckpoint, remove_partial_writes
-from text2sign.distributed import is_rank_zero, launches_workers, worker_launch
-from text2sign.evaluate_checkpoint import evaluation_config, evaluation_factors
-from text2sign.factors import HydraRuntime
-from text2sign.files import atomic_write_json
-from text2sign.module import TextToSignModule
-from text2sign.parallel import share_cpu, use_own_gpu
-from text2sign.perf import FastPath
-from text2sign.preflight import check_config
-from text2sign.results import RunRecord, one_line, parameter_counts, plain
+from text2sign.run.checkpointing import StepCheckpoint, remove_partial_writes
+from text2sign.run.evaluate import evaluation_config, evaluation_factors
+from text2sign.run.preflight import check_config
+from text2sign.run.record import RunRecord, one_line, parameter_counts, plain
 
 log = logging.getLogger(__name__)
 
 AFTER_TRAINING = ("samples", "evaluation")  # run by _fit_and_validate, not Lightning callbacks
 
-# The frozen text encoder is in eval mode on purpose; the second is internal to Lightning.
-warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-# The batch sampler resumes mid-epoch from the global step (data/sampler.py), not Lightning;
-# a step skipped for a non-finite loss (model.nonfinite_loss=skip) is logged by the module.
-warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable.*")
-warnings.filterwarnings("ignore", message=r".*`training_step` returned `None`.*")
+KNOWN_WARNINGS = (
+    # The frozen text encoder is in eval mode on purpose; the second is internal to Lightning.
+    r".*module\(s\) in eval mode.*",
+    r".*isinstance\(treespec, LeafSpec\).*",
+    # The batch sampler resumes mid-epoch from the global step (data/sampler.py), not Lightning;
+    # a step skipped for a non-finite loss (model.nonfinite_loss=skip) is logged by the module.
+    r".*your dataloader is not resumable.*",
+    r".*`training_step` returned `None`.*",
+)
+
+
+@contextmanager
+def known_warnings_silenced() -> Iterator[None]:
+    """Leave out the warnings above while a run trains (not on import: a library's users
+    keep their own filters)."""
+    with warnings.catch_warnings():
+        for message in KNOWN_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        yield
 
 
 def main(cfg: DictConfig, runtime: HydraRuntime) -> None:
@@ -109,7 +122,8 @@ def attempt(cfg: DictConfig, plan: Plan | None = None,
                        None if cfg.train else evaluation_factors(cfg, runtime))
     callbacks: dict[str, pl.Callback] = {}
     try:
-        _train(cfg, run_dir, record, callbacks)
+        with known_warnings_silenced():
+            _train(cfg, run_dir, record, callbacks)
     except BaseException as err:
         try:
             _record_training(record, callbacks)

@@ -22,7 +22,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from text2sign.files import atomic_file
-from text2sign.results import one_line
+from text2sign.run.record import one_line
 
 FOLDER = Path("checkpoints")
 # Where a run can resume from, most complete first: final.ckpt is written when training ends.

@@ -1,6 +1,6 @@
 """Fill the decode-once cache ahead of training, with the same overrides as train.py.
 
-    python -m text2sign.data.prepare data=gif_folder data.root=DIR scale=full
+    python -m text2sign.cli.prepare data=gif_folder data.root=DIR scale=full
 
 Decodes every clip of the chosen data option at the composed settings into data.cache_dir,
 then prints the split and every skipped or padded file with its reason (what a run records
@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from text2sign.config import register_configs
+from text2sign.config import CONF, register_configs
 from text2sign.data.datamodule import plural
-from text2sign.preflight import check_data
+from text2sign.run.preflight import check_data
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 SIGNERS_SHOWN = 8
 
 

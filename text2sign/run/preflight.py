@@ -18,11 +18,11 @@ from hydra.experimental.callback import Callback
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from text2sign.checkpointing import read_checkpoint
 from text2sign.data.clips import DataError
 from text2sign.data.indexers import INPUTS, input_path
 from text2sign.files import unwritable
 from text2sign.models.unet3d import size_divisor
+from text2sign.run.checkpointing import read_checkpoint
 
 
 class ConfigError(ValueError):

@@ -25,10 +25,10 @@ from torch import nn
 
 from text2sign import schema
 from text2sign.factors import HydraRuntime, run_factors
-from text2sign.faults import kill_point
 from text2sign.files import atomic_write_json
+from text2sign.run.faults import kill_point
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def now_iso() -> str:

@@ -1,6 +1,6 @@
 """Data throughput: first-time decoding into the cache, and reading from it.
 
-    python -m text2sign.data.bench [--clips 64] [--workers 2] [--batch-size 16]
+    python -m text2sign.cli.data_bench [--clips 64] [--workers 2] [--batch-size 16]
 
 Writes MP4 clips (48 frames, 128x96) to a temporary folder, builds data=manifest on them at
 16 frames x 64x64 (the first build decodes every clip), then reads training batches from

@@ -1,6 +1,6 @@
 """Training and sampling speed of a composed config, against plain PyTorch.
 
-    python -m text2sign.bench [train overrides] [bench.KEY=VALUE ...] bench.out=FILE
+    python -m text2sign.cli.bench [train overrides] [bench.KEY=VALUE ...] bench.out=FILE
 
 On the device present (CUDA if any, else the CPU) it times, after `bench.warmup_steps`:
 the framework's training step (a real pl.Trainer fit with the run's per-step callbacks and
@@ -24,9 +24,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -38,13 +37,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
-from text2sign.config import BenchConfig, register_configs
+from text2sign.config import CONF, BenchConfig, register_configs
 from text2sign.files import atomic_write_json
-from text2sign.module import UNCONDITIONAL_CAPTION, TextToSignModule, to_model_range
+from text2sign.module import UNCONDITIONAL_CAPTION, TextToSignModule
 from text2sign.perf import AUTOCAST_DTYPES, FastPath
-from text2sign.train import build_module
+from text2sign.run.job import build_module, known_warnings_silenced
+from text2sign.timing import median_ms, synchronize
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 GB = 1024**3
 
 # Dense peak FLOP/s (no sparsity) by precision; the first name found in the device name wins.
@@ -75,30 +74,13 @@ def compose_configs(overrides: list[str], output_dir: str) -> tuple[DictConfig, 
 
 
 # ------------------------------------------------------------------------------------ timing
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def step_times(stamps: list[float], warmup: int) -> list[float]:
     """Seconds between consecutive stamps (one per step), warm-up steps left out."""
     return [b - a for a, b in itertools.pairwise(stamps)][warmup:]
 
 
-def median_ms(times: list[float]) -> float:
-    return 1000 * statistics.median(times)
-
-
-def time_calls(fn: Callable[[], Any], repeats: int, device: torch.device) -> float:
-    """Median milliseconds of `fn()` over `repeats` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
+def median_of(times: list[float]) -> float:
+    """The median of `times` (seconds) in milliseconds."""
     return 1000 * statistics.median(times)
 
 
@@ -154,11 +136,10 @@ def autocast_context(precision: str, device: torch.device):
 
 def train_step(module: TextToSignModule, batch: dict, device: torch.device,
                precision: str) -> torch.Tensor:
-    """Forward and backward of one batch, as plain PyTorch."""
-    x0 = to_model_range(batch["video"].to(device, non_blocking=True))
-    t = module.diffusion.sample_timesteps(len(x0), device)
+    """Forward and backward of one batch, as plain PyTorch: the module's own step loss."""
+    batch = {**batch, "video": batch["video"].to(device, non_blocking=True)}
     with autocast_context(precision, device):
-        loss = module.diffusion_loss(x0, list(batch["caption"]), t, torch.randn_like(x0))
+        loss = module.step_loss(batch)
     loss.backward()
     return loss
 
@@ -261,16 +242,16 @@ def text_encoder_ms(cfg: DictConfig, batches: list[dict], device: torch.device,
         finetuned.zero_grad(set_to_none=True)
 
     with autocast_context(precision, device):
-        frozen_ms = time_calls(lambda: [frozen(c) for c in captions], repeats, device)
+        frozen_ms = median_ms(lambda: [frozen(c) for c in captions], repeats, device)
     return {"frozen": frozen_ms / len(captions),
-            "finetuned": time_calls(finetune_step, repeats, device)}
+            "finetuned": median_ms(finetune_step, repeats, device)}
 
 
 def inference_ms(module: TextToSignModule, prompt: str, bench: DictConfig,
                  device: torch.device) -> float:
     """One guided clip: `bench.sample_steps` DDIM steps, conditional and unconditional batched."""
     module.to(device)
-    return time_calls(
+    return median_ms(
         lambda: module.sample([prompt], bench.sample_steps, bench.sample_guidance_scale, seed=0),
         bench.sample_repeats, device,
     )
@@ -304,7 +285,7 @@ def run(cfg: DictConfig, bench: DictConfig) -> dict[str, Any]:
         lightning_times += step_times(lightning_stamps(cfg, module, batches, device), warmup)
         plain_times += step_times(plain_stamps(module, batches, device, precision,
                                                cfg.trainer.gradient_clip_val), warmup)
-    lightning, plain = median_ms(lightning_times), median_ms(plain_times)
+    lightning, plain = median_of(lightning_times), median_of(plain_times)
     peak_memory = torch.cuda.max_memory_allocated(device) / GB if device.type == "cuda" else None
     inference = inference_ms(module, batches[0]["caption"][0], bench, device)
     encoder = text_encoder_ms(cfg, batches, device, bench.encoder_repeats)
@@ -315,7 +296,7 @@ def run(cfg: DictConfig, bench: DictConfig) -> dict[str, Any]:
     eager = build_module(eager_cfg).to(device)
     warm_caption_cache(eager, batches)
     flops = count_flops(eager, batches[0], device)
-    eager_ms = median_ms(step_times(plain_stamps(eager, batches, device, "32-true",
+    eager_ms = median_of(step_times(plain_stamps(eager, batches, device, "32-true",
                                                  cfg.trainer.gradient_clip_val), warmup))
     FastPath(**cfg.perf).apply_global_settings()  # the eager module switched TF32 off
 
@@ -375,7 +356,8 @@ def main(argv: Iterable[str] | None = None) -> dict[str, Any]:
     overrides = list(sys.argv[1:] if argv is None else argv)
     with tempfile.TemporaryDirectory(prefix="text2sign-bench-") as run_dir:
         cfg, bench = compose_configs(overrides, run_dir)
-        results = run(cfg, bench)
+        with known_warnings_silenced():
+            results = run(cfg, bench)
     results["overrides"] = overrides
     print(table(results))
     if bench.out:

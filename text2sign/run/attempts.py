@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from text2sign.checkpointing import resume_point
-from text2sign.results import now_iso
-from text2sign.run_identity import run_config
+from text2sign.run.checkpointing import resume_point
+from text2sign.run.identity import run_config
+from text2sign.run.record import now_iso
 from text2sign.schema import ARTIFACTS, Attempt, UnreadableResults, empty, read_results
 
 log = logging.getLogger(__name__)

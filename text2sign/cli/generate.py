@@ -1,6 +1,6 @@
 """Generate clips for any prompts from a checkpoint written by train.py.
 
-    python -m text2sign.generate ckpt_path=PATH 'prompts=["hello","thank you"]' [steps=50]
+    python -m text2sign.cli.generate ckpt_path=PATH 'prompts=["hello","thank you"]' [steps=50]
 
 Writes a GIF and an MP4 per prompt, grid.png and index.json (each prompt's files) into
 outputs/generate/<date>_<time>_<id>/. The model is rebuilt from the run config stored in the
@@ -19,10 +19,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from text2sign.callbacks.ema import EMA
 from text2sign.callbacks.samples import check_prompts, check_sampling, write_samples
-from text2sign.checkpointing import read_checkpoint
-from text2sign.config import register_configs
+from text2sign.config import CONF, register_configs
 from text2sign.module import TextToSignModule
-from text2sign.train import build_module
+from text2sign.run.checkpointing import read_checkpoint
+from text2sign.run.job import build_module
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +63,14 @@ def generate(cfg: DictConfig, out_dir: Path) -> dict:
     return index
 
 
-register_configs()
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="generate")
-def main(cfg: DictConfig) -> None:
+@hydra.main(version_base="1.3", config_path=str(CONF), config_name="generate")
+def generate_job(cfg: DictConfig) -> None:
     generate(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+def main() -> None:
+    register_configs()  # conf/'s schema, before Hydra composes
+    generate_job()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """train=false: evaluate a checkpoint with the config of the run that wrote it.
 
 The model, the data, `ema`, `seed` and the evaluation settings come from the config stored in
-the checkpoint (`python -m text2sign.generate` rebuilds its model from it too), so
+the checkpoint (`python -m text2sign.cli.generate` rebuilds its model from it too), so
 `python train.py train=false ckpt_path=PATH` evaluates a checkpoint of any scale. The command
 line decides only what is not the run's own:
 
@@ -22,11 +22,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from text2sign.checkpointing import FOLDER
 from text2sign.factors import HydraRuntime, run_factors
-from text2sign.preflight import checkpoint_of
-from text2sign.results import plain
-from text2sign.run_identity import flatten, own_dir, run_local
+from text2sign.run.checkpointing import FOLDER
+from text2sign.run.identity import flatten, own_dir, run_local
+from text2sign.run.preflight import checkpoint_of
+from text2sign.run.record import plain
 from text2sign.schema import read_results
 
 log = logging.getLogger(__name__)
