@@ -15,6 +15,7 @@ from data_fixtures import (
     write_video,
 )
 
+import text2sign.data.clip_cache as clip_cache
 from text2sign.data.clips import DataError
 from text2sign.data.datamodule import (
     GifFolderDataModule,
@@ -179,7 +180,7 @@ def test_manifest_with_every_fault(tmp_path, kind):
 )
 def test_missing_inputs_name_the_key_to_fix(tmp_path, make, key):
     with pytest.raises(DataError, match=key):
-        make(tmp_path, common(tmp_path))
+        make(tmp_path, common(tmp_path)).setup("fit")
 
 
 def test_nothing_usable_is_a_clear_error(tmp_path):
@@ -187,4 +188,22 @@ def test_nothing_usable_is_a_clear_error(tmp_path):
     (tmp_path / "gifs" / "a_1.gif").write_bytes(b"junk")
     (tmp_path / "gifs" / "a_1.txt").write_text("x")
     with pytest.raises(DataError, match="no usable clip"):
-        GifFolderDataModule(str(tmp_path / "gifs"), "^(.+)_", **common(tmp_path))
+        GifFolderDataModule(str(tmp_path / "gifs"), "^(.+)_", **common(tmp_path)).setup("fit")
+
+
+def test_clips_are_decoded_in_prepare_data_and_only_read_in_setup(tmp_path, monkeypatch):
+    """Building the datamodule touches no file; prepare_data (once per machine under DDP)
+    decodes; another rank's setup reads the filled cache and decodes nothing."""
+    root = write_gif_folder(tmp_path / "gifs")
+    GifFolderDataModule(str(tmp_path / "absent"), r"^([^_]+)_", **common(tmp_path))  # no error yet
+    rank_zero = GifFolderDataModule(str(root), r"^([^_]+)_", **common(tmp_path))
+    rank_zero.prepare_data()
+    assert list((tmp_path / "cache").rglob("*.npy"))
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("setup decoded a clip that prepare_data had cached")
+
+    monkeypatch.setattr(clip_cache, "read_clip", no_decoding)
+    other_rank = GifFolderDataModule(str(root), r"^([^_]+)_", **common(tmp_path))
+    other_rank.setup("fit")
+    assert other_rank.report()["split_ids"] == rank_zero.report()["split_ids"]

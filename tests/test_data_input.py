@@ -102,7 +102,7 @@ def test_a_broken_jsonl_manifest_names_its_file_and_line(tmp_path):
     manifest.write_text('{"path": "a.mp4", "text": "hello"}\n\n'
                         '{"path": "a.mp4", "text": "hello" "signer": "x"}\n')
     with pytest.raises(DataError) as error:
-        ManifestDataModule(str(manifest), **common(tmp_path))
+        ManifestDataModule(str(manifest), **common(tmp_path)).setup("fit")
     assert str(error.value) == (f"data.path={manifest}: line 3 is not valid JSON (Expecting ',' "
                                 "delimiter at column 35): fix that line of the manifest")
 

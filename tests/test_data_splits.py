@@ -63,7 +63,7 @@ def test_the_split_is_the_same_in_every_run_and_recorded(tmp_path):
 def test_too_few_training_clips_for_a_batch_says_what_each_part_got_and_the_ways_out(tmp_path):
     root = write_gif_folder(tmp_path / "gifs", signers=3)  # 9 clips: one signer per part
     with pytest.raises(DataError) as error:
-        GifFolderDataModule(str(root), r"^([^_]+)_", **common(tmp_path, batch_size=8))
+        GifFolderDataModule(str(root), r"^([^_]+)_", **common(tmp_path, batch_size=8)).setup("fit")
     assert str(error.value) == (
         "data=gif_folder: data.batch_size=8 is larger than the 3 training clips "
         "(data.split=signer: train 3 clips of 1 signer, val 3 clips of 1 signer, test 3 clips of "

@@ -18,6 +18,12 @@ class EMA(pl.Callback):
     The averaged weights replace the raw ones during validation and inside `averaged_weights`,
     and are saved in (and restored from) checkpoints.
 
+    Not Lightning's EMAWeightAveraging: its constant decay leaves a short ablation run's
+    average near the initialisation (no warm-up), its AveragedModel copies the whole module
+    (the frozen text encoder too), it copies the average into the model when training ends
+    (a run reports both weights: `weights=raw|ema`), and its checkpoints put the average in
+    `state_dict`, so the checkpoints written before would load with the wrong weights.
+
     Args:
         enabled: the root key `ema`; when False the callback does nothing.
         decay: the decay after warm-up.

@@ -23,6 +23,11 @@ class TrainingLog(StepEndCallback):
     it; `time_before` (set by the caller) is the time of the earlier attempts. A resumed run first
     drops the rows after its checkpoint's step, so every step appears once. Memory columns
     come from the GPUMemoryMonitor when one is configured.
+
+    Not Lightning's CSVLogger, which stays configured for everything logged (validation and
+    eval included): it starts a new csv/version_N per attempt, so a resumed run's steps are
+    split and repeated across files, and it flushes every 100 steps, so a killed run loses
+    up to 99 rows. This file holds each step once, flushed as the step ends.
     """
 
     columns = ("epoch", "step", "loss", "lr", "lr_text_encoder", "elapsed_s",

@@ -129,8 +129,9 @@ class SyntheticSignDataModule(BatchLoaders):
 class ClipDataModule(BatchLoaders):
     """Clips from files: index -> decode once into the cache -> split -> datasets.
 
-    Every clip is decoded (or found in the cache) when the datamodule is built, so faulty
-    inputs are listed in report() before training starts. Subclasses only index a format.
+    The files are indexed and decoded into the cache in `prepare_data`, split in `setup`;
+    `report()` (which train.py writes before the model is built) sets up on first use, so
+    faulty inputs are listed before training starts. Subclasses only index a format.
     """
 
     name = "clips"
@@ -159,14 +160,33 @@ class ClipDataModule(BatchLoaders):
     ):
         super().__init__(batch_size, num_workers, shuffle_seed, prefetch_factor)
         # Hydra passes enum members, direct callers strings: the cache key needs the value
-        fit, split, short_clips = Fit(fit).value, SplitMode(split), ShortClips(short_clips)
-        clips, self.skipped = self.index()
-        cache = ClipCache(cache_dir, DecodeSettings(image_size, fit, fps, frames_fps))
-        cached, self.padded = [], []
-        for clip, entry in zip(clips, _decode_all(cache, clips, num_workers)):
+        self.cache = ClipCache(cache_dir, DecodeSettings(image_size, Fit(fit).value, fps, frames_fps))
+        self.num_frames, self.seed = num_frames, seed
+        self.split, self.short_clips = SplitMode(split), ShortClips(short_clips)
+        self.fractions = (val_fraction, test_fraction)
+        self.caps = {"train": num_train, "val": num_val, "test": num_test}
+        self._indexed: tuple[list[Clip], list[Skipped]] | None = None
+        self._entries: list[Path | str] | None = None
+        self._datasets: dict[str, ClipDataset] | None = None
+
+    def prepare_data(self) -> None:
+        """Index the files and decode every clip into the cache: Lightning runs this once per
+        machine (local rank 0), so DDP ranks read the cache instead of decoding it again."""
+        if self._entries is None:
+            self._indexed = self._indexed or self.index()
+            self._entries = _decode_all(self.cache, self._indexed[0], self.num_workers)
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        """Skip or pad the short clips and split them (every rank; only reads a filled cache)."""
+        if self._datasets is not None:
+            return
+        self.prepare_data()
+        clips, skipped = self._indexed
+        self.skipped, self.padded, cached = list(skipped), [], []
+        for clip, entry in zip(clips, self._entries):
             length = None if isinstance(entry, str) else _length(entry)
-            reason = entry if length is None else _short(length, num_frames, short_clips)
-            if reason and (length is None or short_clips == ShortClips.skip):
+            reason = entry if length is None else _short(length, self.num_frames, self.short_clips)
+            if reason and (length is None or self.short_clips == ShortClips.skip):
                 self.skipped.append(clip.fault(reason))
                 continue
             if reason:
@@ -177,14 +197,20 @@ class ClipDataModule(BatchLoaders):
             example = f"{first.file}: {first.reason}" if first else "none found"
             raise DataError(f"data={self.name}: no usable clip ({len(self.skipped)} skipped, e.g. "
                             f"{example}): check {self.key}")
-        parts = split_clips([c.clip for c in cached], split, val_fraction, test_fraction, seed)
-        caps = {"train": num_train, "val": num_val, "test": num_test}
-        self.datasets = self._datasets(cached, parts, caps, num_frames, seed)
-        if self.batch_size > len(self.datasets["train"]):
-            raise DataError(self._too_few_for_a_batch(split, num_train))
+        parts = split_clips([c.clip for c in cached], self.split, *self.fractions, self.seed)
+        datasets = self._datasets_of(cached, parts, self.caps, self.num_frames, self.seed)
+        if self.batch_size > len(datasets["train"]):
+            raise DataError(self._too_few_for_a_batch(datasets))
+        self._datasets = datasets
         log.info("%s", self.summary())
 
-    def _datasets(self, cached: list[CachedClip], parts: dict[str, list[Clip]],
+    @property
+    def datasets(self) -> dict[str, ClipDataset]:
+        """The datasets per split, set up on first use."""
+        self.setup()
+        return self._datasets
+
+    def _datasets_of(self, cached: list[CachedClip], parts: dict[str, list[Clip]],
                   caps: dict[str, Optional[int]], num_frames: int, seed: int
                   ) -> dict[str, ClipDataset]:
         """One dataset per split, its first `caps[split]` clips (all if None); none may be empty."""
@@ -198,12 +224,13 @@ class ClipDataModule(BatchLoaders):
                                 "data.val_fraction or data.test_fraction")
         return datasets
 
-    def _too_few_for_a_batch(self, split: SplitMode, num_train: Optional[int]) -> str:
+    def _too_few_for_a_batch(self, datasets: dict[str, ClipDataset]) -> str:
         """What each part got, and the ways out, when training clips cannot fill one batch."""
-        train = len(self.datasets["train"])
+        split, num_train = self.split, self.caps["train"]
+        train = len(datasets["train"])
         parts = ", ".join(
             f"{part} {plural(len(ds), 'clip')} of {plural(len(ds.signers), 'signer')}"
-            for part, ds in self.datasets.items())
+            for part, ds in datasets.items())
         ways = [f"a smaller data.batch_size (at most {train})"]
         if num_train is not None and num_train == train:
             ways.append(f"a larger data.num_train (now {num_train})")

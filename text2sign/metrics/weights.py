@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from text2sign.files import atomic_file
+import torch
+
 from text2sign.metrics.errors import MetricUnavailable
 
 DEFAULT_CACHE_DIR = "~/.cache/text2sign"
-DOWNLOAD_TIMEOUT_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -61,21 +59,10 @@ def resolve_weights(spec: WeightFile, path: str | Path | None = None,
         raise MetricUnavailable(f"{spec.description} not found and downloads are off "
                                 f"(eval.download=false): {how}, or set eval.download=true to "
                                 "fetch it and check its sha256")
-    try:
-        _download(spec.url, cached, expected)
-    except (OSError, ValueError) as error:  # URLError and timeouts are OSErrors
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    try:  # torch.hub writes a temporary file beside `cached` and moves it there once verified
+        torch.hub.download_url_to_file(spec.url, str(cached), hash_prefix=expected.lower())
+    except (OSError, RuntimeError) as error:  # URLError is an OSError; a wrong sha256 a RuntimeError
         raise MetricUnavailable(f"{spec.description} not found and the download failed ({error}): "
                                 f"{how}") from error
     return cached
-
-
-def _download(url: str, target: Path, sha256: str) -> None:
-    """Stream ``url`` atomically to ``target``; ValueError if the sha256 differs from ``sha256``."""
-    digest = hashlib.sha256()
-    with atomic_file(target, "wb") as out, \
-            urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-        while chunk := response.read(1 << 20):
-            digest.update(chunk)
-            out.write(chunk)
-        if not digest.hexdigest().startswith(sha256.lower()):
-            raise ValueError(f"sha256 {digest.hexdigest()} of {url} does not match {sha256}")
