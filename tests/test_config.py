@@ -9,6 +9,7 @@ from conftest import CONF, compose_config, compose_hydra, run_train
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from text2sign.run.preflight import ConfigError, check_config
 from text2sign.run.record import plain
 
 
@@ -89,6 +90,23 @@ def test_bad_overrides_fail_with_a_clear_message(tmp_path, override, expected):
     message = str(err.value) + str(err.value.__cause__ or "")
     for fragment in expected:
         assert fragment.lower() in message.lower(), message
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [  # Union and Literal parameters, which OmegaConf cannot type: checked before the run
+        ("trainer.precision=17", ["trainer.precision=17", "'16-mixed'", "bf16-true"]),
+        ("trainer.devices=[a]", ["trainer.devices=['a']", "a list of int", "str"]),
+        ("trainer.val_check_interval=[1]", ["trainer.val_check_interval=[1]", "float"]),
+    ],
+)
+def test_bad_union_and_literal_values_fail_before_the_run(tmp_path, override, expected):
+    with pytest.raises(ConfigError) as err:
+        check_config(compose_config([override], tmp_path))
+    for fragment in expected:
+        assert fragment in str(err.value), str(err.value)
+    check_config(compose_config(["trainer.precision=bf16-mixed", "trainer.devices=[0]",
+                                 "trainer.val_check_interval=0.5"], tmp_path))  # these fit
 
 
 def test_bad_override_on_the_command_line_stops_before_any_work(tmp_path):

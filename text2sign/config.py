@@ -25,6 +25,7 @@ import re
 import secrets
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -221,6 +222,62 @@ def config_type(hint: Any) -> Any:
     if isinstance(hint, type) and (issubclass(hint, Enum) or hint in SCALARS):
         return hint
     return Any
+
+
+def unchecked_values(cfg: Any, where: str = "") -> Iterator[tuple[str, Any, Any]]:
+    """(key, value, annotation) of every value in `cfg` that OmegaConf cannot check: those of
+    a parameter annotated with a Union or a Literal (trainer.precision, trainer.devices)."""
+    target = cfg.get("_target_") if OmegaConf.is_dict(cfg) else None
+    found = parameters(get_object(target)) if target else None
+    params = found[0] if found else {}
+    for key in cfg.keys() if OmegaConf.is_dict(cfg) else ():
+        path = f"{where}{key}"
+        if OmegaConf.is_missing(cfg, key):
+            continue
+        value = cfg[key]
+        hint = params.get(key, Any)
+        if OmegaConf.is_dict(value):
+            yield from unchecked_values(value, path + ".")
+        elif hint is not Any and config_type(hint) is Any:
+            yield path, OmegaConf.to_object(value) if OmegaConf.is_config(value) else value, hint
+
+
+def conforms(value: Any, hint: Any) -> bool:
+    """Whether a YAML value fits `hint` (a node with a `_target_` fits any: Hydra builds it)."""
+    if isinstance(value, dict) and "_target_" in value:
+        return True
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return any(value == a and type(value) is type(a) for a in args)
+    if origin in (Union, types.UnionType):
+        return any(conforms(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if origin in SEQUENCES or hint in SEQUENCES:
+        return isinstance(value, list) and all(conforms(v, a) for v in value for a in args[:1])
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True  # Any, a TypeVar or a Callable: nothing to check
+
+
+def describe_hint(hint: Any) -> str:
+    """`hint` as a reader would write it: 16, '16-mixed', str, list of int or None."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return ", ".join(repr(a) for a in args)
+    if origin in (Union, types.UnionType):
+        return ", ".join(describe_hint(a) for a in args)
+    if origin in SEQUENCES:
+        return f"a list of {describe_hint(args[0])}" if args else "a list"
+    if hint is type(None):
+        return "null"
+    return getattr(hint, "__name__", str(hint))
 
 
 def _record(hint: Any) -> Any:

@@ -18,6 +18,7 @@ from hydra.experimental.callback import Callback
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
+from text2sign.config import conforms, describe_hint, unchecked_values
 from text2sign.data.clips import DataError
 from text2sign.data.indexers import INPUTS, input_path
 from text2sign.files import unwritable
@@ -47,6 +48,10 @@ class Preflight(Callback):
 def check_config(cfg: DictConfig, swept: Collection[str] = ()) -> None:
     """Raise ConfigError, DataError or CheckpointError for the first value that cannot work.
     Checks that involve a key in `swept` (a sweep varies it) are left to the jobs."""
+    for key, value, hint in unchecked_values(cfg):
+        if _free((key,), swept) and not conforms(value, hint):
+            raise ConfigError(f"{key}={value!r} is not a value it takes "
+                              f"({describe_hint(hint)}): set {key} to one of them")
     if _free(("ckpt_path", "train"), swept):
         checkpoint_of(cfg)
     if "data" in cfg and _free(("data", "model.denoiser.channel_mults"), swept):
