@@ -381,8 +381,9 @@ def test_analyze_refuses_a_missing_or_foreign_study_database(sweep, tmp_path, ca
 
 # --- the page in a browser -----------------------------------------------------------------
 
-def browser():
-    """Headless Debian chromium driven by Selenium (.ci/run installs chromium and its driver)."""
+def browser(profile: Path):
+    """Headless Debian chromium driven by Selenium (.ci/run installs chromium and its driver),
+    with its profile in `profile`, so that it leaves nothing in /tmp."""
     binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (binary and driver):
         pytest.skip("chromium and chromedriver are not installed: apt-get install chromium "
@@ -393,17 +394,17 @@ def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = binary
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--disable-gpu", "--window-size=900,700"):
+                     "--disable-gpu", "--window-size=900,700", f"--user-data-dir={profile}"):
         options.add_argument(argument)
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
-def test_three_votes_by_clicking_in_a_real_browser(study):
+def test_three_votes_by_clicking_in_a_real_browser(study, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     catalog, store, _ = study
-    driver = browser()
+    driver = browser(tmp_path / "chromium")
     try:
         with serving(catalog, store) as url:
             driver.get(url + "/")

@@ -38,6 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
     try:
         from text2sign.study.server import create_app, server
     except ImportError as error:
@@ -53,11 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     except sqlite3.DatabaseError as error:
         return _error(f"cannot use {args.db} as the study's database ({error}): give another "
                       "file with --db")
-    try:
-        httpd = server(create_app(catalog, store), args.host, args.port)
-    except OSError as error:
-        return _error(f"cannot listen on {args.host}:{args.port} ({error}): give another --port "
-                      "or --host")
+    httpd = server(create_app(catalog, store), args.host, args.port)  # a port in use: exit 1
     prompts = len({unit.a.prompt for unit in catalog.units})
     print(f"study of {catalog.root}: {len(catalog.groups)} groups, {prompts} prompts, "
           f"{len(catalog.units)} pairs of clips; {store.count()} votes so far in {args.db}")
