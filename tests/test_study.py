@@ -276,6 +276,7 @@ def test_a_killed_server_keeps_every_vote_and_goes_on(sweep, tmp_path):
     try:
         line = next(line for line in process.stdout if line.startswith("serving "))
         url = line.split()[1].rstrip("/")
+        assert url.startswith("http://127.0.0.1:")  # this machine only, unless --host
         shown = get_pair(url)
         for _ in range(20):
             status, shown = post(url, {"pair_id": shown["pair_id"], "choice": "left"})
