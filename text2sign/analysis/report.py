@@ -10,6 +10,7 @@ from text2sign.analysis.collect import STATUSES
 from text2sign.analysis.formatting import change, md_table, mean_ci, num, text_table, verdict
 from text2sign.analysis.identity import version_text
 from text2sign.analysis.metrics import Metric
+from text2sign.analysis.preference import Preferences, report_lines
 from text2sign.analysis.stats import ALPHA, POWER, delta_pct, significant
 from text2sign.analysis.study import Study
 
@@ -25,7 +26,7 @@ class Figures:
 
 
 def text_report(study: Study, results_dirs: list[str], figures: Figures,
-                not_searched: str | None = None) -> str:
+                not_searched: str | None = None, human: Preferences | None = None) -> str:
     lines = ["ABLATION RESULTS REPORT", "=======================",
              *overview(study, results_dirs, not_searched)]
     if study.groups:
@@ -37,6 +38,8 @@ def text_report(study: Study, results_dirs: list[str], figures: Figures,
         for metric in study.metrics:
             if study.has_numbers(metric):
                 lines += ["", _title(metric), *text_table(*metric_rows(study, metric))]
+    if human is not None:
+        lines += ["", *report_lines(human)]
     lines += ["", "Plots and samples"]
     lines += [f"  {name}: {_where(result)}" for name, result in figures.plots.items()]
     lines.append(f"  sample comparison: {_where(figures.samples)}")
@@ -47,13 +50,16 @@ def text_report(study: Study, results_dirs: list[str], figures: Figures,
 
 
 def markdown_report(study: Study, results_dirs: list[str], figures: Figures,
-                    comparison: str, not_searched: str | None = None) -> str:
+                    comparison: str, not_searched: str | None = None,
+                    human: Preferences | None = None) -> str:
     lines = ["# Ablation results", "",
              *(f"- {line}" for line in overview(study, results_dirs, not_searched))]
     if study.groups:
         lines += ["", "## Findings against the baseline", "",
                   *md_table(findings_header(study), findings(study)),
                   "", "## Comparison table", "", comparison]
+    if human is not None:
+        lines += [*report_lines(human, markdown=True), ""]
     lines += ["## Plots", ""]
     for name, result in figures.plots.items():
         lines.append(f"![{name}]({result.name})" if isinstance(result, Path)

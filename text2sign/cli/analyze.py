@@ -12,6 +12,7 @@ from text2sign.analysis.collect import collect, output_dir_note
 from text2sign.analysis.identity import ON_CONFLICT
 from text2sign.analysis.levels import parse_assignments
 from text2sign.analysis.plots import PLOTS
+from text2sign.analysis.preference import Preferences, read_preferences
 from text2sign.analysis.report import Figures, markdown_report, text_report
 from text2sign.analysis.samples import sample_sheets
 from text2sign.analysis.study import Study, build_study
@@ -45,6 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--on-conflict", choices=ON_CONFLICT, default="error",
                         help="which run to use when runs with the same configuration and seed "
                              "were made by different code (default: error, listing them)")
+    parser.add_argument("--study", type=Path, metavar="DATABASE",
+                        help="add the votes of a human study of the groups' samples (the "
+                             "database of python -m text2sign.study serve) to the reports")
     args = parser.parse_args(argv)
     for option in ("metrics", "baseline"):  # argparse gives them every word that follows
         words = getattr(args, option) or []
@@ -72,10 +76,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     start = time.perf_counter()
     try:
+        if args.study and not args.study.is_file():
+            raise AnalysisError(f"--study {args.study}: no such file; give the database that "
+                                "python -m text2sign.study serve --db wrote (default study.sqlite)")
         runs = collect([Path(d) for d in dirs], skip=out)
         skipped = output_dir_note([Path(d) for d in dirs], out)
         baseline = parse_assignments(args.baseline, "--baseline") if args.baseline else None
         study = build_study(runs, baseline, args.metrics, args.quality, args.on_conflict)
+        human = read_preferences(study, args.study, dirs) if args.study else None
     except AnalysisError as error:
         print(f"analyze.py: error: {error}", file=sys.stderr)
         return 2
@@ -83,14 +91,17 @@ def main(argv: list[str] | None = None) -> int:
     if skipped:
         print(f"not searched: {skipped}")
     write_outputs(study, dirs, out, [*TABLES] if args.output_format == "all"
-                  else [args.output_format], skipped)
+                  else [args.output_format], skipped, human)
+    if human is not None:
+        print(f"human evaluation: {human.votes} votes on {len(human.labels)} groups from "
+              f"{args.study}")
     print(f"analysed {len(runs)} runs ({len(study.with_status('completed'))} completed) in "
           f"{len(study.groups)} groups in {time.perf_counter() - start:.1f} s; outputs in {out}")
     return 0
 
 
 def write_outputs(study: Study, dirs: list[str], out: Path, formats: list[str],
-                  not_searched: str | None = None) -> None:
+                  not_searched: str | None = None, human: Preferences | None = None) -> None:
     for fmt in formats:
         name, render = TABLES[fmt]
         _write_text(out / name, render(study))
@@ -99,9 +110,9 @@ def write_outputs(study: Study, dirs: list[str], out: Path, formats: list[str],
         for name, plot in PLOTS.items():
             figures.plots[name] = _announce(plot(study, out), name)
         figures.samples = _announce(sample_sheets(study, out), "sample comparison")
-    _write_text(out / REPORT, text_report(study, dirs, figures, not_searched))
+    _write_text(out / REPORT, text_report(study, dirs, figures, not_searched, human))
     _write_text(out / "report.md", markdown_report(study, dirs, figures, markdown_table(study),
-                                                   not_searched))
+                                                   not_searched, human))
 
 
 def _write_text(path: Path, text: str) -> None:
