@@ -232,8 +232,8 @@ def unchecked_values(cfg: Any, where: str = "") -> Iterator[tuple[str, Any, Any]
     params = found[0] if found else {}
     for key in cfg.keys() if OmegaConf.is_dict(cfg) else ():
         path = f"{where}{key}"
-        if OmegaConf.is_missing(cfg, key):
-            continue
+        if path == "hydra" or OmegaConf.is_missing(cfg, key):
+            continue  # Hydra checks its own node
         value = cfg[key]
         hint = params.get(key, Any)
         if OmegaConf.is_dict(value):
