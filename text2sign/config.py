@@ -232,14 +232,14 @@ def unchecked_values(cfg: Any, where: str = "") -> Iterator[tuple[str, Any, Any]
     params = found[0] if found else {}
     for key in cfg.keys() if OmegaConf.is_dict(cfg) else ():
         path = f"{where}{key}"
-        if path == "hydra" or OmegaConf.is_missing(cfg, key):
-            continue  # Hydra checks its own node
+        if path == "hydra" or OmegaConf.is_missing(cfg, key) or OmegaConf.is_interpolation(cfg, key):
+            continue  # Hydra checks its own node; an interpolation is checked where it points
         value = cfg[key]
         hint = params.get(key, Any)
         if OmegaConf.is_dict(value):
             yield from unchecked_values(value, path + ".")
         elif hint is not Any and config_type(hint) is Any:
-            yield path, OmegaConf.to_object(value) if OmegaConf.is_config(value) else value, hint
+            yield path, OmegaConf.to_container(value) if OmegaConf.is_config(value) else value, hint
 
 
 def conforms(value: Any, hint: Any) -> bool:
