@@ -102,7 +102,7 @@ def test_folders_that_cannot_be_written_are_named_with_the_key_to_change(
         GifFolderDataModule(str(gifs), "^([^_]+)_", num_frames=4, image_size=16, batch_size=2,
                             num_workers=0, seed=0, split="signer", val_fraction=0.25,
                             test_fraction=0.25, fit="crop", short_clips="pad", fps=None,
-                            cache_dir=str(read_only))
+                            cache_dir=str(read_only)).prepare_data()
     assert str(error.value).startswith(f"data.cache_dir={read_only} cannot be written (")
     assert str(error.value).endswith("set data.cache_dir to a writable folder with free space")
 
