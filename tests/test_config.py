@@ -5,10 +5,12 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from conftest import CONF, compose_config, compose_hydra, run_train
+from conftest import CONF, compose_config, compose_hydra, compose_run, run_train
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from text2sign.factors import ablation_keys, run_factors
+from text2sign.run.identity import flatten
 from text2sign.run.record import plain
 
 
@@ -61,6 +63,40 @@ def test_experiment_preset_sweeps_the_grid_over_seeds(tmp_path):
     # it launches the seeds and sets nothing else: its runs are the plain sweep's runs
     assert plain(compose_config(["experiment=ablation_seeds"], tmp_path)) == plain(
         compose_config([], tmp_path))
+
+
+# the original study's arms: each differs from the baseline in one factor only
+ARMS = {"baseline": ("frozen", True), "text_finetuned": ("finetuned", True),
+        "no_ema": ("frozen", False)}
+
+
+def test_named_ablations_set_their_arm_and_the_command_line_wins(tmp_path):
+    for arm, (text_encoder, ema) in ARMS.items():
+        cfg, runtime = compose_run([f"ablation={arm}", "scale=tiny", "seed=3"], tmp_path)
+        assert (runtime.choices["text_encoder"], cfg.ema, cfg.seed) == (text_encoder, ema, 3)
+        assert cfg.callbacks.ema.enabled is ema and cfg.data.image_size == 8  # scale=tiny too
+        factors = run_factors(runtime, plain(cfg))
+        assert (factors["ablation"], factors["text_encoder"], factors["ema"]) == (
+            arm, text_encoder, ema)
+    # an explicit override wins over the ablation's setting, a group's as a key's
+    cfg, runtime = compose_run(["ablation=text_finetuned", "text_encoder=frozen", "ema=false"],
+                               tmp_path)
+    assert runtime.choices["text_encoder"] == "frozen" and not cfg.text_encoder.trainable
+    assert cfg.ema is False
+    assert ablation_keys("text_finetuned") == ("text_encoder", "ema")
+    assert compose_run([], tmp_path)[1].choices.get("ablation") is None  # no ablation: none
+    assert ablation_keys(None) == ()
+
+
+def test_one_factor_at_a_time(tmp_path):
+    """text_finetuned and no_ema each differ from the baseline in their own factor only."""
+    configs = {arm: flatten(plain(compose_config([f"ablation={arm}"], tmp_path)))
+               for arm in ARMS}
+    assert configs["baseline"] == flatten(plain(compose_config([], tmp_path)))  # the defaults
+    for arm, factor in (("text_finetuned", "text_encoder"), ("no_ema", "ema")):
+        differ = {key.split(".")[0] for key in configs[arm]
+                  if configs[arm][key] != configs["baseline"].get(key)}
+        assert differ == ({factor, "callbacks"} if factor == "ema" else {factor}), differ
 
 
 @pytest.mark.parametrize(

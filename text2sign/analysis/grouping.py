@@ -3,9 +3,10 @@ names that tell the groups apart.
 
 A factor is a key whose value differs between groups. Its column is named by a recorded
 setting (group option, override, ema) when one takes one value per group and determines the
-key: the setting named like the key or its parent (`text_encoder` for
-`text_encoder.trainable`), else the shortest such setting (`ema` for `callbacks.ema.enabled`);
-the key itself when no setting says it. A setting whose value differs between runs that ran
+key: a named ablation (`ablation`, whose arms are labelled by their names), else the setting
+named like the key or its parent (`text_encoder` for `text_encoder.trainable`), else the
+shortest such setting (`ema` for `callbacks.ema.enabled`); the key itself when no setting
+says it. A setting whose value differs between runs that ran
 the same configuration (a default-valued override, a preset that changed nothing) is not a
 factor.
 """
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from text2sign.analysis.collect import Run
 from text2sign.analysis.identity import Description, setting, setting_names
 from text2sign.analysis.levels import Level, level
+
+ABLATION = "ablation"  # the setting of a named ablation's arm (conf/ablation/)
 
 
 @dataclass
@@ -85,6 +88,8 @@ def group_runs(runs: list[Run], descriptions: list[Description]) -> Grouping:
 def _name(key: str, values: list[Level], one_per_group: dict[str, list[Level]]) -> str:
     """The setting that names `key` (see the module's docstring), else the key."""
     says = [name for name, named in one_per_group.items() if _determines(named, values)]
+    if ABLATION in says:
+        return ABLATION
     parents = [name for name in says if key == name or key.startswith(name + ".")]
     if parents:
         return max(parents, key=len)
