@@ -5,7 +5,8 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from conftest import CONF, compose_config, compose_hydra, compose_run, run_train
+from conftest import CONF, TINY, compose_config, compose_hydra, compose_run, run_train
+from entry_points import command
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
@@ -132,6 +133,23 @@ def test_bad_override_on_the_command_line_stops_before_any_work(tmp_path):
     assert result.returncode != 0
     assert "ema" in result.stderr and "maybe" in result.stderr
     assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_a_sweep_with_a_bad_job_stops_before_any_job_starts(tmp_path):
+    sweep = tmp_path / "sweep"
+    sizes = "8,16,24,32,40,48,56,64,9,72,80,88"  # job 9 of 12 cannot run
+    said = command("train.py", "-m", *TINY, f"data.image_size={sizes}", f"hydra.sweep.dir={sweep}")
+    assert said == ("1 of 12 jobs of the sweep cannot run; none was started:\n"
+                    "job 9 of 12 (scale=tiny data.image_size=9): DataError: data.image_size=9 "
+                    "must be a positive multiple of 2: the denoiser halves the frame size 1 "
+                    "time(s) (model.denoiser.channel_mults=[1, 2]). Set data.image_size=8 or 10")
+    said = command("train.py", "-m", *TINY, "ema=true,maybe", f"hydra.sweep.dir={sweep}")
+    assert said.splitlines()[:3] == [  # a value Hydra cannot compose, with OmegaConf's reason
+        "1 of 2 jobs of the sweep cannot run; none was started:",
+        "job 2 of 2 (scale=tiny ema=maybe): ConfigCompositionException: Error merging "
+        "override ema=maybe",
+        "    Value 'maybe' is not a valid bool (type str)"]
+    assert not sweep.exists()
 
 
 def test_sweep_directories_cannot_collide():
