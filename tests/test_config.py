@@ -153,12 +153,12 @@ def test_a_sweep_with_a_bad_job_stops_before_any_job_starts(tmp_path):
 
 
 def test_sweep_directories_cannot_collide():
-    from text2sign.config import _job_dirname, _unique_id
+    from text2sign.config import job_dirname, _unique_id
 
     sweep_dir = compose_hydra([]).hydra.sweep.dir
     assert sweep_dir.startswith("outputs/multirun/") and sweep_dir.count("-") >= 5
     assert _unique_id() != _unique_id()  # two sweeps in one second get different suffixes
-    long = _job_dirname(",".join(f"key{i}=value{i}" for i in range(40)), 7)
+    long = job_dirname(",".join(f"key{i}=value{i}" for i in range(40)), 7)
     assert long.startswith("job7_") and len(long) < 20
 
 
@@ -168,14 +168,14 @@ def test_sweep_job_paths_paste_into_an_override_unquoted(tmp_path):
     distinct overrides never share a directory."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from text2sign.config import _job_dirname
+    from text2sign.config import job_dirname
 
-    assert _job_dirname("ema=True,text_encoder=frozen", 0) == "ema-True+text_encoder-frozen"
-    assert _job_dirname("optimizer.lr=1e-4,seed=0", 1) == "optimizer.lr-1e-4+seed-0"
+    assert job_dirname("ema=True,text_encoder=frozen", 0) == "ema-True+text_encoder-frozen"
+    assert job_dirname("optimizer.lr=1e-4,seed=0", 1) == "optimizer.lr-1e-4+seed-0"
     overrides = ["text_encoder.name=/models/t5", "text_encoder.name=_models_t5",
                  "optimizer.lr=1e+30", "optimizer.lr=1e-30", "tags=[a,b]", "tags=[a_b]",
                  "callbacks.samples.prompts=[\"größe\",\"x y\"]", "seed=0,ema=True"]
-    names = [_job_dirname(o, k) for k, o in enumerate(overrides)]
+    names = [job_dirname(o, k) for k, o in enumerate(overrides)]
     assert len(set(names)) == len(names)
     assert names[0].startswith("text_encoder.name-_models_t5_")  # readable, then a hash
     parser = OverridesParser.create()
@@ -184,9 +184,9 @@ def test_sweep_job_paths_paste_into_an_override_unquoted(tmp_path):
         assert parser.parse_overrides([f"ckpt_path={path}"])[0].value() == path, name
     # a sweep made before this naming resumes in its directories
     (tmp_path / "ema=True,text_encoder=frozen").mkdir()
-    assert _job_dirname("ema=True,text_encoder=frozen", 0, str(tmp_path)) == (
+    assert job_dirname("ema=True,text_encoder=frozen", 0, str(tmp_path)) == (
         "ema=True,text_encoder=frozen")
-    assert _job_dirname("ema=False,text_encoder=frozen", 1, str(tmp_path)) == (
+    assert job_dirname("ema=False,text_encoder=frozen", 1, str(tmp_path)) == (
         "ema-False+text_encoder-frozen")
 
 
