@@ -153,7 +153,7 @@ def test_a_sweep_with_a_bad_job_stops_before_any_job_starts(tmp_path):
 
 
 def test_sweep_directories_cannot_collide():
-    from text2sign.config import job_dirname, _unique_id
+    from text2sign.config import _unique_id, job_dirname
 
     sweep_dir = compose_hydra([]).hydra.sweep.dir
     assert sweep_dir.startswith("outputs/multirun/") and sweep_dir.count("-") >= 5

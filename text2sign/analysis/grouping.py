@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from text2sign.analysis.collect import Run
 from text2sign.analysis.identity import Description, setting, setting_names
-from text2sign.analysis.levels import Level, level
+from text2sign.analysis.levels import ABSENT, Level, level
 
 ABLATION = "ablation"  # the setting of a named ablation's arm (conf/ablation/)
 
@@ -48,8 +48,11 @@ def group_runs(runs: list[Run], descriptions: list[Description]) -> Grouping:
     if not runs:
         return Grouping([], [], {}, {})
     seeds = [level(run.seed) for run in runs]
-    seed_keys = {"seed"} | {key for key in descriptions[0]  # model.seed: ${seed} and the like
-                            if all(d[key] == seed for d, seed in zip(descriptions, seeds))}
+    # model.seed: ${seed} and the like, in every run whose configuration has the key (runs of
+    # other code, such as AblationRunner's, lack it)
+    seed_keys = {"seed"} | {key for key in descriptions[0]
+                            if all(d[key] in (seed, ABSENT) for d, seed in zip(descriptions, seeds))
+                            and any(d[key] != ABSENT for d in descriptions)}
     varying = [key for key in descriptions[0]
                if key not in seed_keys and len({d[key] for d in descriptions}) > 1]
     members: dict[tuple, list[int]] = {}
