@@ -91,13 +91,13 @@ def job_problems(config: DictConfig, jobs: list[list[str]], loader: ConfigLoader
             check_config(loader.load_sweep_config(config, list(overrides)))
         except JOB_ERRORS as err:
             problems.append(f"job {number} of {len(jobs)} ({' '.join(overrides)}): "
-                            + _reason(err))
+                            + reason(err))
     return problems
 
 
-def _reason(error: BaseException) -> str:
-    """The error and its cause (Hydra's composition errors hold OmegaConf's in it), indented
-    under the job's line."""
+def reason(error: BaseException) -> str:
+    """The error and its cause (Hydra's composition errors hold OmegaConf's in it), the
+    lines after the first indented."""
     lines = [f"{type(error).__name__}: {error}"]
     if error.__cause__ is not None and str(error.__cause__) not in str(error):
         lines.append(str(error.__cause__))
