@@ -9,6 +9,7 @@ import time
 import pytest
 import torch
 from analysis_fixtures import config, factors, results, write_run
+from conftest import ROOT
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
 from text2sign import AblationRunner
@@ -16,14 +17,14 @@ from text2sign.analysis.collect import collect
 from text2sign.analysis.study import build_study
 from text2sign.cli.analyze import main as analyze
 from text2sign.recorder import NOT_GIVEN
-from text2sign.run.step_logs import TRAINING_COLUMNS
+from text2sign.run.step_logs import GB, TRAINING_COLUMNS
 from text2sign.schema import problems
 
 LEARNING_RATES = {"baseline": 0.05, "no_ema": 0.2}  # two configs of the user's own
 
 
 def train(save_dir, config_name: str, seed: int) -> dict:
-    """The README's example loop: a linear model fitted to y = x·w, 2 epochs of 5 steps."""
+    """A loop of a user's own: a linear model fitted to y = x·w, 2 epochs of 5 steps."""
     torch.manual_seed(seed)
     x = torch.randn(64, 4)
     y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0])
@@ -88,9 +89,26 @@ def test_a_loop_of_your_own_is_recorded_and_analysed(tmp_path):
         name = group.levels["ablation"][2]
         assert summary.n == 2 and summary.mean == pytest.approx(
             (recorded[name, 0]["eval"]["mse"] + recorded[name, 1]["eval"]["mse"]) / 2)
-    assert analyze([str(tmp_path), "--output-format", "csv"]) == 0
-    with open(tmp_path / "analysis" / "comparison_table.csv") as f:
-        assert [row["ablation"] for row in csv.DictReader(f)] == ["baseline", "no_ema"]
+
+
+def test_the_readme_loop_runs_and_analyze_compares_its_runs(tmp_path, monkeypatch, capsys):
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Your own training loop"):]
+    code = section[section.index("```python\n") + 10:section.index("\n```\n")]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+    assert sorted(path.name for path in (tmp_path / "results").iterdir()) == [
+        f"ablation-{name}+scale-small+seed-{seed}" for name in ("baseline", "high_lr")
+        for seed in (0, 1)]
+    assert analyze(["results", "--output-format", "both"]) == 0
+    out = tmp_path / "results" / "analysis"
+    assert not (out / "comparison_table.tex").exists()
+    with open(out / "comparison_table.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(row["ablation"], row["n"]) for row in rows] == [("baseline", "2"), ("high_lr", "2")]
+    assert rows[0]["r2_delta_pct"] == "0.0" and rows[1]["val_loss_p_value"] != ""
+    assert "Baseline: ablation=baseline" in (out / "ABLATION_RESULTS_REPORT.txt").read_text()
+    capsys.readouterr()
 
 
 def test_runs_of_train_py_and_of_your_loop_are_analysed_together(tmp_path):
@@ -150,3 +168,30 @@ def test_only_the_listed_metrics_of_your_own_pass_the_schema(tmp_path):
         "eval.bleu is 'high' (str), expected a number or null"]
     assert problems({**record, "eval": {**evaluation, "more_metrics": []}}) == [
         "eval.bleu is not a key of the schema"]
+
+
+def test_gpu_memory_is_recorded_with_cuda(tmp_path, monkeypatch):
+    """CUDA's counters faked (no GPU here): the peak since the last step, the mean of the
+    allocated memory at the step's start and end."""
+    allocated = iter([1, 3, 5])  # GB at the start, after step 1, after step 2
+    peaks = iter([4, 8])
+    cuda = torch.cuda
+    monkeypatch.setattr(cuda, "is_available", lambda: True)
+    monkeypatch.setattr(cuda, "memory_allocated", lambda: next(allocated) * GB)
+    monkeypatch.setattr(cuda, "max_memory_allocated", lambda: next(peaks) * GB)
+    monkeypatch.setattr(cuda, "memory_reserved", lambda: 10 * GB)
+    monkeypatch.setattr(cuda, "reset_peak_memory_stats", lambda: None)
+    monkeypatch.setattr(cuda, "get_device_name", lambda: "a faked GPU")
+    with AblationRunner("baseline", tmp_path) as runner:
+        for step in (1, 2):
+            runner.log_training_step(0, step, 1.0 / step, 1e-3, 0.1 * step)
+    with open(runner.run_dir / "gpu_memory.csv") as f:
+        rows = [{k: float(v) for k, v in row.items() if k != "timestamp"}
+                for row in csv.DictReader(f)]
+    assert rows == [{"epoch": 0, "step": 1, "peak_gb": 4, "avg_gb": 2, "allocated_gb": 3,
+                     "reserved_gb": 10},
+                    {"epoch": 0, "step": 2, "peak_gb": 8, "avg_gb": 4, "allocated_gb": 5,
+                     "reserved_gb": 10}]
+    train_ = runner.record.results["train"]
+    assert (train_["peak_memory_gb"], train_["avg_memory_gb"]) == (8, 3)
+    assert runner.record.results["artifacts"]["gpu_memory"] == "gpu_memory.csv"
