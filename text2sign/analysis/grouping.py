@@ -6,9 +6,8 @@ setting (group option, override, ema) when one takes one value per group and det
 key: a named ablation (`ablation`, whose arms are labelled by their names), else the setting
 named like the key or its parent (`text_encoder` for `text_encoder.trainable`), else the
 shortest such setting (`ema` for `callbacks.ema.enabled`); the key itself when no setting
-says it. A setting whose value differs between runs that ran
-the same configuration (a default-valued override, a preset that changed nothing) is not a
-factor.
+says it. A setting whose value differs between runs that ran the same configuration (a
+default-valued override, a preset that changed nothing) is not a factor.
 """
 
 from __future__ import annotations
