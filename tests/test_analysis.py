@@ -267,6 +267,35 @@ def test_baseline_metrics_and_output_format_options(tree, tmp_path):
     assert "Baseline: ema=false text_encoder=finetuned (given by --baseline" in report
 
 
+def test_named_ablations_label_the_groups_and_baseline_is_the_baseline(tmp_path, capsys):
+    """`train.py -m ablation=baseline,text_finetuned,no_ema seed=0,1`, as analyze.py sees it;
+    with the original study's flags."""
+    arms = {"text_finetuned": ("finetuned", True), "no_ema": ("frozen", False),
+            "baseline": ("frozen", True)}
+    for arm, (encoder, ema) in arms.items():
+        for seed in (0, 1):
+            run_dir = tmp_path / "sweep" / f"ablation-{arm}+seed-{seed}"
+            data = results({**factors(encoder, ema, seed), "ablation": arm},
+                           FVD[encoder, ema][seed], TIME_S[encoder, ema], seed)
+            write_run(run_dir, data, resolved=config(encoder, ema, seed, run_dir))
+    study = build_study(collect([tmp_path / "sweep"], skip=tmp_path / "analysis"))
+    assert study.factors == ["ablation"]
+    assert [study.label(group) for group in study.groups] == [
+        "ablation=baseline", "ablation=no_ema", "ablation=text_finetuned"]
+    assert study.baseline_note == "the default ablation=baseline"
+    out = tmp_path / "tables"
+    assert analyze("--results-dir", tmp_path / "sweep", "--output-dir", out,
+                   "--output-format", "both", "--metrics", "fvd") == 0
+    assert (out / "comparison_table.csv").exists() and (out / "comparison_table.md").exists()
+    assert not (out / "comparison_table.tex").exists()
+    with open(out / "comparison_table.csv") as f:
+        rows = {row["ablation"]: row for row in csv.DictReader(f)}
+    assert rows["baseline"]["fvd_delta_pct"] == "0.0"
+    assert float(rows["no_ema"]["fvd_mean"]) == pytest.approx(np.mean(FVD["frozen", False][:2]))
+    assert "| ablation | n |" in (out / "comparison_table.md").read_text()
+    capsys.readouterr()
+
+
 def test_default_baseline_without_the_default_factors(tree):
     no_encoder = [replace(run, factors={k: v for k, v in run.factors.items()
                                         if k != "text_encoder"})

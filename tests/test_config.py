@@ -5,10 +5,13 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from conftest import CONF, compose_config, compose_hydra, run_train
+from conftest import CONF, TINY, compose_config, compose_hydra, compose_run, run_train
+from entry_points import command
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from text2sign.factors import ablation_keys, run_factors
+from text2sign.run.identity import flatten
 from text2sign.run.preflight import ConfigError, check_config
 from text2sign.run.record import plain
 
@@ -64,6 +67,40 @@ def test_experiment_preset_sweeps_the_grid_over_seeds(tmp_path):
         compose_config([], tmp_path))
 
 
+# the original study's arms: each differs from the baseline in one factor only
+ARMS = {"baseline": ("frozen", True), "text_finetuned": ("finetuned", True),
+        "no_ema": ("frozen", False)}
+
+
+def test_named_ablations_set_their_arm_and_the_command_line_wins(tmp_path):
+    for arm, (text_encoder, ema) in ARMS.items():
+        cfg, runtime = compose_run([f"ablation={arm}", "scale=tiny", "seed=3"], tmp_path)
+        assert (runtime.choices["text_encoder"], cfg.ema, cfg.seed) == (text_encoder, ema, 3)
+        assert cfg.callbacks.ema.enabled is ema and cfg.data.image_size == 8  # scale=tiny too
+        factors = run_factors(runtime, plain(cfg))
+        assert (factors["ablation"], factors["text_encoder"], factors["ema"]) == (
+            arm, text_encoder, ema)
+    # an explicit override wins over the ablation's setting, a group's as a key's
+    cfg, runtime = compose_run(["ablation=text_finetuned", "text_encoder=frozen", "ema=false"],
+                               tmp_path)
+    assert runtime.choices["text_encoder"] == "frozen" and not cfg.text_encoder.trainable
+    assert cfg.ema is False
+    assert ablation_keys("text_finetuned") == ("text_encoder", "ema")
+    assert compose_run([], tmp_path)[1].choices.get("ablation") is None  # no ablation: none
+    assert ablation_keys(None) == ()
+
+
+def test_one_factor_at_a_time(tmp_path):
+    """text_finetuned and no_ema each differ from the baseline in their own factor only."""
+    configs = {arm: flatten(plain(compose_config([f"ablation={arm}"], tmp_path)))
+               for arm in ARMS}
+    assert configs["baseline"] == flatten(plain(compose_config([], tmp_path)))  # the defaults
+    for arm, factor in (("text_finetuned", "text_encoder"), ("no_ema", "ema")):
+        differ = {key.split(".")[0] for key in configs[arm]
+                  if configs[arm][key] != configs["baseline"].get(key)}
+        assert differ == ({factor, "callbacks"} if factor == "ema" else {factor}), differ
+
+
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
@@ -116,13 +153,30 @@ def test_bad_override_on_the_command_line_stops_before_any_work(tmp_path):
     assert not (tmp_path / "run" / "results.json").exists()
 
 
+def test_a_sweep_with_a_bad_job_stops_before_any_job_starts(tmp_path):
+    sweep = tmp_path / "sweep"
+    sizes = "8,16,24,32,40,48,56,64,9,72,80,88"  # job 9 of 12 cannot run
+    said = command("train.py", "-m", *TINY, f"data.image_size={sizes}", f"hydra.sweep.dir={sweep}")
+    assert said == ("1 of 12 jobs of the sweep cannot run; none was started:\n"
+                    "job 9 of 12 (scale=tiny data.image_size=9): DataError: data.image_size=9 "
+                    "must be a positive multiple of 2: the denoiser halves the frame size 1 "
+                    "time(s) (model.denoiser.channel_mults=[1, 2]). Set data.image_size=8 or 10")
+    said = command("train.py", "-m", *TINY, "ema=true,maybe", f"hydra.sweep.dir={sweep}")
+    assert said.splitlines()[:3] == [  # a value Hydra cannot compose, with OmegaConf's reason
+        "1 of 2 jobs of the sweep cannot run; none was started:",
+        "job 2 of 2 (scale=tiny ema=maybe): ConfigCompositionException: Error merging "
+        "override ema=maybe",
+        "    Value 'maybe' is not a valid bool (type str)"]
+    assert not sweep.exists()
+
+
 def test_sweep_directories_cannot_collide():
-    from text2sign.config import _job_dirname, _unique_id
+    from text2sign.config import _unique_id, job_dirname
 
     sweep_dir = compose_hydra([]).hydra.sweep.dir
     assert sweep_dir.startswith("outputs/multirun/") and sweep_dir.count("-") >= 5
     assert _unique_id() != _unique_id()  # two sweeps in one second get different suffixes
-    long = _job_dirname(",".join(f"key{i}=value{i}" for i in range(40)), 7)
+    long = job_dirname(",".join(f"key{i}=value{i}" for i in range(40)), 7)
     assert long.startswith("job7_") and len(long) < 20
 
 
@@ -132,14 +186,14 @@ def test_sweep_job_paths_paste_into_an_override_unquoted(tmp_path):
     distinct overrides never share a directory."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from text2sign.config import _job_dirname
+    from text2sign.config import job_dirname
 
-    assert _job_dirname("ema=True,text_encoder=frozen", 0) == "ema-True+text_encoder-frozen"
-    assert _job_dirname("optimizer.lr=1e-4,seed=0", 1) == "optimizer.lr-1e-4+seed-0"
+    assert job_dirname("ema=True,text_encoder=frozen", 0) == "ema-True+text_encoder-frozen"
+    assert job_dirname("optimizer.lr=1e-4,seed=0", 1) == "optimizer.lr-1e-4+seed-0"
     overrides = ["text_encoder.name=/models/t5", "text_encoder.name=_models_t5",
                  "optimizer.lr=1e+30", "optimizer.lr=1e-30", "tags=[a,b]", "tags=[a_b]",
                  "callbacks.samples.prompts=[\"größe\",\"x y\"]", "seed=0,ema=True"]
-    names = [_job_dirname(o, k) for k, o in enumerate(overrides)]
+    names = [job_dirname(o, k) for k, o in enumerate(overrides)]
     assert len(set(names)) == len(names)
     assert names[0].startswith("text_encoder.name-_models_t5_")  # readable, then a hash
     parser = OverridesParser.create()
@@ -148,9 +202,9 @@ def test_sweep_job_paths_paste_into_an_override_unquoted(tmp_path):
         assert parser.parse_overrides([f"ckpt_path={path}"])[0].value() == path, name
     # a sweep made before this naming resumes in its directories
     (tmp_path / "ema=True,text_encoder=frozen").mkdir()
-    assert _job_dirname("ema=True,text_encoder=frozen", 0, str(tmp_path)) == (
+    assert job_dirname("ema=True,text_encoder=frozen", 0, str(tmp_path)) == (
         "ema=True,text_encoder=frozen")
-    assert _job_dirname("ema=False,text_encoder=frozen", 1, str(tmp_path)) == (
+    assert job_dirname("ema=False,text_encoder=frozen", 1, str(tmp_path)) == (
         "ema-False+text_encoder-frozen")
 
 

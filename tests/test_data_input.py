@@ -47,13 +47,14 @@ def test_bad_data_settings_stop_before_any_directory_is_made(tmp_path):
         with pytest.raises(PreflightFailed) as failed:
             Preflight().on_run_start(cfg)
         assert str(failed.value).startswith(message), overrides
-    # a sweep: checked once for all jobs; a swept value is left to its job
+    # a sweep: what its jobs share is checked once, then each job, before the first starts
     assert command("train.py", "-m", *TINY, "data.batch_size=-4", "ema=true,false",
-                   f"hydra.sweep.dir={out}").startswith(cases["data.batch_size=-4"])
-    cfg = hydra_config(["data=gif_folder", f"hydra.sweep.dir={out}"])
-    cfg.hydra.overrides.task.append(f"data.root={tmp_path},{a_file}")
-    Preflight().on_multirun_start(cfg)
-    GlobalHydra.instance().clear()
+                   f"hydra.sweep.dir={out}") == cases["data.batch_size=-4"]
+    assert command("train.py", "-m", *TINY, "data=gif_folder", f"data.root={tmp_path},{a_file}",
+                   f"hydra.sweep.dir={out}") == (
+        "1 of 2 jobs of the sweep cannot run; none was started:\n"
+        f"job 2 of 2 (scale=tiny data=gif_folder data.root={a_file}): "
+        + cases[f"data=gif_folder data.root={a_file}"])
 
     assert command("train.py", *TINY, "data=gif_folder", f"hydra.run.dir={out}") == \
         cases["data=gif_folder"]  # what `python train.py ...` prints, with exit status 1

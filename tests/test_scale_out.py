@@ -11,7 +11,7 @@ import torch
 from conftest import TINY, compose_hydra, run_train
 from hydra.utils import instantiate
 
-from text2sign.config import _job_dirname
+from text2sign.config import job_dirname
 from text2sign.data.sampler import ResumableBatchSampler
 from text2sign.launch.gpu_pool import claim_gpu
 from text2sign.run.checkpointing import AtomicCheckpointIO
@@ -88,7 +88,7 @@ def test_ddp_on_two_cpu_processes_writes_each_file_once(tmp_path):
     assert f"sweep {sweep}: 1 completed, 1 failed, 0 skipped" in result.stdout + result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]  # no stray output dirs
     assert result.stdout.count("Launching 2 jobs") == 1  # the workers did not restart the sweep
-    healthy, diverged = (sweep / _job_dirname(f"optimizer.lr={lr},scale=tiny,trainer.devices=2,"
+    healthy, diverged = (sweep / job_dirname(f"optimizer.lr={lr},scale=tiny,trainer.devices=2,"
                                               "trainer=ddp", 0) for lr in ("0.001", "1e+30"))
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == [healthy.name, diverged.name]
 

@@ -13,6 +13,7 @@ from conftest import CONF, ROOT, TINY, compose_config, compose_hydra, compose_ru
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import InstantiationException
+from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
 from text2sign.cli.generate import generate
 from text2sign.run.job import run
@@ -108,6 +109,13 @@ def test_the_users_multirun_command(tmp_path):
         assert path.parent.name == (
             f"ema-{factors['ema']}+scale-tiny+text_encoder-{factors['text_encoder']}")
         assert results["eval"]["weights"] == ("ema" if factors["ema"] else "raw")
+    # `tensorboard --logdir SWEEP`: one run per job, named by its overrides (no version_N)
+    events = EventMultiplexer()
+    events.AddRunsFromDirectory(str(sweep))
+    runs = events.Reload().Runs()
+    assert sorted(runs) == [f"{path.parent.name}/tensorboard" for path in jobs]
+    assert all({"train/loss", "val/loss", "lr", "eval/temporal_consistency"} <= set(tags["scalars"])
+               for tags in runs.values())
 
     # the job directories paste into the README's commands as they are
     job = sweep / "ema-True+scale-tiny+text_encoder-frozen"

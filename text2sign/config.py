@@ -119,7 +119,7 @@ def register_configs(conf: Path = CONF) -> None:
     if not OmegaConf.has_resolver("unique_id"):
         # cached: every use in one process (the sweep dir and each job's dir) gets one value
         OmegaConf.register_new_resolver("unique_id", _unique_id, use_cache=True)
-        OmegaConf.register_new_resolver("job_dirname", _job_dirname)
+        OmegaConf.register_new_resolver("job_dirname", job_dirname)
         OmegaConf.register_new_resolver("gpu_count_or", _gpu_count_or)
 
 
@@ -299,7 +299,7 @@ def _unique_id() -> str:
 _NOT_PASTEABLE = re.compile(r"[^A-Za-z0-9_.+@%-]")
 
 
-def _job_dirname(override_dirname: str, job_num: int, sweep_dir: str = "") -> str:
+def job_dirname(override_dirname: str, job_num: int, sweep_dir: str = "") -> str:
     """A sweep job's directory, named by its overrides so that its path can be pasted into a
     command unquoted (`ckpt_path=.../checkpoints/final.ckpt`): `key-value` items joined by `+`,
     `ema-True+text_encoder-frozen` (no key holds `-` or `+`). Any other character becomes `_`

@@ -3,7 +3,8 @@
 Hydra's runtime (group choices, overrides, output directory) is read once, at the entry point
 (`HydraRuntime.capture()`, or `HydraRuntime.of()` on a config composed with Hydra's node),
 and passed in; analyze.py reads the copy Hydra saved in a run's .hydra/ for records that lack
-factors (`saved_factors`). Both compute them with `run_factors`.
+factors (`saved_factors`). Both compute them with `run_factors`. A named ablation
+(conf/ablation/) is a group choice; the keys its option file sets are factors too.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from text2sign.run.identity import flatten
+
 # Overrides that say how to run, not what is compared: never a factor.
 NOT_FACTORS = {"retry_failed"}
 ALWAYS = ("ema", "seed")  # factors of every run, overridden or not
+ABLATIONS = Path(__file__).resolve().parents[1] / "conf" / "ablation"  # the `ablation` group
 _ABSENT = object()
 
 
@@ -34,6 +38,7 @@ class HydraRuntime:
     overrides: tuple[str, ...] = ()  # the job's overrides, as given
     multirun: bool = False
     jobs_at_once: int = 1  # jobs the launcher runs side by side
+    ablation_keys: tuple[str, ...] = ()  # the keys the chosen ablation sets (ablation_keys)
 
     def parsed_overrides(self) -> list:
         """The overrides as Hydra's parser reads them (key or group, value, sweep or not)."""
@@ -50,12 +55,14 @@ class HydraRuntime:
         (the compose API)."""
         if output_dir is None:
             output_dir = hydra.runtime.output_dir
+        choices = OmegaConf.to_container(hydra.runtime.choices)
         return cls(
             output_dir=str(output_dir),
-            choices=OmegaConf.to_container(hydra.runtime.choices),
+            choices=choices,
             overrides=tuple(hydra.overrides.task),
             multirun=hydra.mode == RunMode.MULTIRUN,
             jobs_at_once=(hydra.launcher or {}).get("n_jobs") or 1,
+            ablation_keys=ablation_keys(choices.get("ablation")),
         )
 
     @classmethod
@@ -63,9 +70,10 @@ class HydraRuntime:
         """What Hydra saved in `run_dir`/.hydra (nothing, where files are missing)."""
         hydra = (_load(run_dir / ".hydra" / "hydra.yaml").get("hydra") or {})
         overrides = _load(run_dir / ".hydra" / "overrides.yaml", default=[])
-        return cls(output_dir=str(run_dir),
-                   choices=(hydra.get("runtime") or {}).get("choices") or {},
-                   overrides=tuple(str(item) for item in overrides))
+        choices = (hydra.get("runtime") or {}).get("choices") or {}
+        return cls(output_dir=str(run_dir), choices=choices,
+                   overrides=tuple(str(item) for item in overrides),
+                   ablation_keys=ablation_keys(choices.get("ablation")))
 
     def place(self, cfg: DictConfig) -> DictConfig:
         """`cfg` with `paths.output_dir` set to this job's directory (it reads Hydra's global
@@ -77,13 +85,17 @@ class HydraRuntime:
 def run_factors(runtime: HydraRuntime, config: Mapping[str, Any]) -> dict[str, Any]:
     """Every group choice (Hydra's own aside), every overridden key with its value in the
     config (as given on the command line where the config lacks it or holds it unresolved),
-    then `ema` and `seed`. `config`: plain data, resolved or as Hydra saved it."""
+    the keys the chosen ablation sets, then `ema` and `seed`. `config`: plain data, resolved
+    or as Hydra saved it."""
     factors = {group: choice for group, choice in runtime.choices.items()
                if group.split("/")[0] != "hydra" and choice is not None}
     for override in runtime.parsed_overrides():
         key = override.key_or_group
         if key not in factors and key not in NOT_FACTORS and not override.is_delete():
             factors[key] = _select(config, key, default=override.value())
+    for key in runtime.ablation_keys:
+        if key not in factors:
+            factors[key] = _select(config, key, default=None)
     for key in ALWAYS:
         value = _select(config, key, default=_ABSENT)
         if value is not _ABSENT:
@@ -94,6 +106,15 @@ def run_factors(runtime: HydraRuntime, config: Mapping[str, Any]) -> dict[str, A
 def saved_factors(run_dir: Path) -> dict[str, Any]:
     """The factors of a run from what Hydra saved in its .hydra/ (config as composed)."""
     return run_factors(HydraRuntime.saved(run_dir), _load(run_dir / ".hydra" / "config.yaml"))
+
+
+def ablation_keys(option: str | None) -> tuple[str, ...]:
+    """The keys conf/ablation/<option>.yaml sets (a `_global_` package): the groups its
+    defaults list overrides, then its own keys, dotted; none for no ablation."""
+    node = _load(ABLATIONS / f"{option}.yaml") if option else {}
+    groups = [name.removeprefix("override /") for entry in node.pop("defaults", [])
+              if isinstance(entry, dict) for name in entry if name.startswith("override /")]
+    return (*groups, *flatten(node))
 
 
 def _select(config: Mapping[str, Any], dotted: str, default: Any) -> Any:

@@ -143,6 +143,9 @@ class Eval:
     eval_time_s: float = doc("wall time of the evaluation")
     unavailable: dict[str, str] = doc("why each null metric is null, and the key that enables "
                                       "it (`evaluation`: why none ran); in every ended run")
+    more_metrics: list[str] = doc("keys of `eval` this schema does not declare, each a number "
+                                  "or null: the metrics of a user's own loop "
+                                  "(`AblationRunner.log_evaluation`)")
 
 
 @dataclass
@@ -249,15 +252,30 @@ def json_schema(reading: bool = False) -> dict[str, Any]:
 # ----------------------------------------------------------------------- write and read
 def problems(results: dict[str, Any]) -> list[str]:
     """Everything that keeps `results` from being a record this code may write."""
+    evaluation = results.get("eval")
+    more = _more_metrics(evaluation) if isinstance(evaluation, dict) else {}
+    if more:  # a user's own metrics: numbers or null, checked here; the rest by the schema
+        results = {**results, "eval": {k: v for k, v in evaluation.items() if k not in more}}
     errors = validate(results, json_schema())
+    errors += [e for key, value in more.items()
+               for e in validate(value, {"type": ["number", "null"]}, f"eval.{key}")]
     if errors or results["status"] == "running":
         return errors
-    evaluation = results["eval"]
     errors += [f"eval.{key} is missing (written when the run ends)"
                for key in (*AT_END, "unavailable") if key not in evaluation]
     reasons = evaluation.get("unavailable", {})
     return errors + [f"eval.{key} is null without its reason in eval.unavailable"
                      for key, value in evaluation.items() if value is None and key not in reasons]
+
+
+def _more_metrics(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The metrics `eval.more_metrics` lists that the schema does not declare, by name."""
+    listed = evaluation.get("more_metrics")
+    declared = {f.name for f in fields(Eval)}
+    if not isinstance(listed, list):
+        return {}
+    return {key: evaluation[key] for key in listed
+            if isinstance(key, str) and key in evaluation and key not in declared}
 
 
 def write_results(run_dir: str | Path, results: dict[str, Any]) -> None:

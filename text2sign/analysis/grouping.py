@@ -3,11 +3,11 @@ names that tell the groups apart.
 
 A factor is a key whose value differs between groups. Its column is named by a recorded
 setting (group option, override, ema) when one takes one value per group and determines the
-key: the setting named like the key or its parent (`text_encoder` for
-`text_encoder.trainable`), else the shortest such setting (`ema` for `callbacks.ema.enabled`);
-the key itself when no setting says it. A setting whose value differs between runs that ran
-the same configuration (a default-valued override, a preset that changed nothing) is not a
-factor.
+key: a named ablation (`ablation`, whose arms are labelled by their names), else the setting
+named like the key or its parent (`text_encoder` for `text_encoder.trainable`), else the
+shortest such setting (`ema` for `callbacks.ema.enabled`); the key itself when no setting
+says it. A setting whose value differs between runs that ran the same configuration (a
+default-valued override, a preset that changed nothing) is not a factor.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 from text2sign.analysis.collect import Run
 from text2sign.analysis.identity import Description, setting, setting_names
-from text2sign.analysis.levels import Level, level
+from text2sign.analysis.levels import ABSENT, Level, level
+
+ABLATION = "ablation"  # the setting of a named ablation's arm (conf/ablation/)
 
 
 @dataclass
@@ -45,8 +47,11 @@ def group_runs(runs: list[Run], descriptions: list[Description]) -> Grouping:
     if not runs:
         return Grouping([], [], {}, {})
     seeds = [level(run.seed) for run in runs]
-    seed_keys = {"seed"} | {key for key in descriptions[0]  # model.seed: ${seed} and the like
-                            if all(d[key] == seed for d, seed in zip(descriptions, seeds))}
+    # model.seed: ${seed} and the like, in every run whose configuration has the key (runs of
+    # other code, such as AblationRunner's, lack it)
+    seed_keys = {"seed"} | {key for key in descriptions[0]
+                            if all(d[key] in (seed, ABSENT) for d, seed in zip(descriptions, seeds))
+                            and any(d[key] != ABSENT for d in descriptions)}
     varying = [key for key in descriptions[0]
                if key not in seed_keys and len({d[key] for d in descriptions}) > 1]
     members: dict[tuple, list[int]] = {}
@@ -85,6 +90,8 @@ def group_runs(runs: list[Run], descriptions: list[Description]) -> Grouping:
 def _name(key: str, values: list[Level], one_per_group: dict[str, list[Level]]) -> str:
     """The setting that names `key` (see the module's docstring), else the key."""
     says = [name for name, named in one_per_group.items() if _determines(named, values)]
+    if ABLATION in says:
+        return ABLATION
     parents = [name for name in says if key == name or key.startswith(name + ".")]
     if parents:
         return max(parents, key=len)

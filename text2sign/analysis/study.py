@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 
 from text2sign.analysis import AnalysisError
 from text2sign.analysis.collect import Run
-from text2sign.analysis.grouping import Group, group_runs
+from text2sign.analysis.grouping import ABLATION, Group, group_runs
 from text2sign.analysis.identity import Copies, deduplicate, describe
 from text2sign.analysis.levels import Level, level
 from text2sign.analysis.metrics import Metric, default_quality, discover
 from text2sign.analysis.stats import Summary, delta_pct, holm, summarize, t_test
 
-DEFAULT_BASELINE = {"text_encoder": level("frozen"), "ema": level(True)}
+# the baseline unless --baseline says otherwise: the first of these that a group matches
+BASELINES = ({ABLATION: level("baseline")}, {"text_encoder": level("frozen"), "ema": level(True)})
 
 
 @dataclass
@@ -79,8 +80,11 @@ def build_study(runs: list[Run], baseline: dict[str, Level] | None = None,
 
 def _baseline_first(groups: list[Group], wanted: dict[str, Level] | None, factors: list[str],
                     common: dict[str, str]) -> tuple[list[Group], str]:
-    spec = wanted or DEFAULT_BASELINE
-    matches = [g for g in groups if all(g.settings.get(k) == v for k, v in spec.items())]
+    def matching(spec: dict[str, Level]) -> list[Group]:
+        return [g for g in groups if all(g.settings.get(k) == v for k, v in spec.items())]
+
+    spec = wanted or next((spec for spec in BASELINES if matching(spec)), BASELINES[-1])
+    matches = matching(spec)
     text = " ".join(f"{k}={v[2]}" for k, v in spec.items())
     if wanted and not matches:
         shared = " ".join(f"{k}={v}" for k, v in common.items() if k != "seed")

@@ -11,8 +11,7 @@ import torch
 
 from text2sign.callbacks.step_end import StepEndCallback
 from text2sign.files import CsvLog
-
-GB = 1024**3
+from text2sign.run.step_logs import GB, GPU_MEMORY, GPU_MEMORY_COLUMNS
 
 
 class GPUMemoryMonitor(StepEndCallback):
@@ -22,9 +21,9 @@ class GPUMemoryMonitor(StepEndCallback):
     On a machine without CUDA every figure is None (empty CSV cells), never 0.
     """
 
-    columns = ("epoch", "step", "peak_gb", "avg_gb", "allocated_gb", "reserved_gb", "timestamp")
+    columns = GPU_MEMORY_COLUMNS
 
-    def __init__(self, filename: str = "gpu_memory.csv"):
+    def __init__(self, filename: str = GPU_MEMORY):
         self.filename = filename
         self.last: dict[str, float | None] = {"peak_gb": None, "avg_gb": None}
         self._samples: list[int] = []

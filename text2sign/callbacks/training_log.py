@@ -13,6 +13,7 @@ from text2sign.callbacks.gpu_memory import GPUMemoryMonitor
 from text2sign.callbacks.step_end import StepEndCallback
 from text2sign.files import CsvLog, atomic_write_json
 from text2sign.run.faults import kill_point
+from text2sign.run.step_logs import TRAINING_COLUMNS, TRAINING_METRICS
 
 
 class TrainingLog(StepEndCallback):
@@ -30,10 +31,9 @@ class TrainingLog(StepEndCallback):
     up to 99 rows. This file holds each step once, flushed as the step ends.
     """
 
-    columns = ("epoch", "step", "loss", "lr", "lr_text_encoder", "elapsed_s",
-               "peak_memory_gb", "avg_memory_gb", "timestamp")
+    columns = TRAINING_COLUMNS
 
-    def __init__(self, filename: str = "training_metrics.csv"):
+    def __init__(self, filename: str = TRAINING_METRICS):
         self.filename = filename
         self.rows: list[dict[str, Any]] = []
         self.time_before = 0.0  # training time of the run's earlier attempts

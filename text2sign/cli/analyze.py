@@ -20,6 +20,8 @@ from text2sign.analysis.tables import TABLES, markdown_table
 from text2sign.files import atomic_write_text, unwritable
 
 REPORT = "ABLATION_RESULTS_REPORT.txt"
+# --output-format values that name several tables; `both` as the original study wrote it
+SEVERAL = {"all": list(TABLES), "both": ["csv", "md"]}
 Outcome = Path | str | list[Path]  # what a plot stage wrote, or why it wrote nothing
 
 
@@ -33,11 +35,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         metavar="RESULTS_DIR", help="same as the positional argument")
     parser.add_argument("--output-dir", type=Path,
                         help="where outputs go (default: <first RESULTS_DIR>/analysis/)")
-    parser.add_argument("--output-format", choices=[*TABLES, "all"], default="all",
-                        help="which comparison tables to write (default: all)")
+    parser.add_argument("--output-format", choices=[*TABLES, *SEVERAL], default="all",
+                        help="which comparison tables to write: csv, md, tex, both (csv and "
+                             "md) or all (default)")
     parser.add_argument("--baseline", nargs="+", metavar="KEY=VALUE",
                         help="the group the others are compared with (default: "
-                             "text_encoder=frozen ema=true if present, else the first group)")
+                             "ablation=baseline if present, else text_encoder=frozen ema=true "
+                             "if present, else the first group)")
     parser.add_argument("--metrics", nargs="+", metavar="METRIC",
                         help="metrics to table and test (default: every metric found)")
     parser.add_argument("--quality", metavar="METRIC",
@@ -90,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if skipped:
         print(f"not searched: {skipped}")
-    write_outputs(study, dirs, out, [*TABLES] if args.output_format == "all"
-                  else [args.output_format], skipped, human)
+    write_outputs(study, dirs, out, SEVERAL.get(args.output_format, [args.output_format]),
+                  skipped, human)
     if human is not None:
         print(f"human evaluation: {human.votes} votes on {len(human.labels)} groups from "
               f"{args.study}")

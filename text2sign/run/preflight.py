@@ -3,9 +3,10 @@ read, the data settings and paths, and where the outputs go.
 
 Hydra runs them before it makes the run directory (the `Preflight` callback of
 conf/hydra/default.yaml and conf/generate.yaml), so a mistake stops the command with one line
-that names the key and the fix, and leaves nothing behind. Every job runs them again
-(train.py): the values a sweep varies are only known there, and such a job is recorded as
-failed.
+that names the key and the fix, and leaves nothing behind. A multirun composes every job of
+the sweep first, as Hydra's basic sweeper will (`sweep_jobs`), and checks each: a bad value in
+any job stops the sweep before the first one starts, naming the job's overrides. Every job
+runs the checks again (train.py), for a single run as for a sweep's job under another sweeper.
 """
 
 from __future__ import annotations
@@ -13,10 +14,16 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.config_loader import ConfigLoader
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from text2sign.config import conforms, describe_hint, unchecked_values
 from text2sign.data.clips import DataError
@@ -42,7 +49,60 @@ class Preflight(Callback):
         _report(config, "hydra.run.dir", set())
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _report(config, "hydra.sweep.dir", _swept(config))
+        _report(config, "hydra.sweep.dir", _swept(config))  # what every job shares: once
+        loader = GlobalHydra.instance().config_loader()
+        jobs = sweep_jobs(config, loader) or []  # another sweeper's: known as it runs them
+        failed = job_problems(config, jobs, loader)
+        if failed:
+            raise PreflightFailed(f"{len(failed)} of {len(jobs)} jobs of the sweep cannot run; "
+                                  "none was started:\n" + "\n".join(failed))
+
+
+EVERY_KEY = ""  # in `swept`: every key (a swept config group varies them all)
+# Errors of composing a job (Hydra, OmegaConf) and of check_config (ConfigError, DataError,
+# CheckpointError: ValueErrors)
+JOB_ERRORS = (HydraException, OmegaConfBaseException, ValueError)
+
+
+def multirun_config(overrides: list[str], config_name: str = "train") -> DictConfig:
+    """The config `python train.py -m OVERRIDES` starts from, before its sweep is expanded
+    (call it where Hydra is initialised: hydra.initialize_config_dir)."""
+    loader = GlobalHydra.instance().config_loader()
+    return loader.load_configuration(config_name, overrides, RunMode.MULTIRUN)
+
+
+def sweep_jobs(config: DictConfig, loader: ConfigLoader) -> list[list[str]] | None:
+    """The overrides of each job of the multirun `config`, in the order Hydra's basic
+    sweeper launches them (its `hydra.sweeper.params`, then the command line's); None under
+    another sweeper."""
+    if config.hydra.sweeper._target_ != f"{BasicSweeper.__module__}.{BasicSweeper.__name__}":
+        return None
+    params = [f"{key}={value}" for key, value in (config.hydra.sweeper.params or {}).items()]
+    parser = OverridesParser.create(config_loader=loader)
+    overrides = parser.parse_overrides([*params, *config.hydra.overrides.task])
+    return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+
+
+def job_problems(config: DictConfig, jobs: list[list[str]], loader: ConfigLoader) -> list[str]:
+    """`job N of M (its overrides): the error` for each job that cannot be composed, as the
+    sweeper will compose it, or fails check_config."""
+    problems = []
+    for number, overrides in enumerate(jobs, 1):
+        try:
+            check_config(loader.load_sweep_config(config, list(overrides)))
+        except JOB_ERRORS as err:
+            problems.append(f"job {number} of {len(jobs)} ({' '.join(overrides)}): "
+                            + reason(err))
+    return problems
+
+
+def reason(error: BaseException) -> str:
+    """The error and its cause (Hydra's composition errors hold OmegaConf's in it), the
+    lines after the first indented."""
+    lines = [f"{type(error).__name__}: {error}"]
+    if error.__cause__ is not None and str(error.__cause__) not in str(error):
+        lines.append(str(error.__cause__))
+    return "\n    ".join(line for text in lines for line in text.strip().splitlines())
 
 
 def check_config(cfg: DictConfig, swept: Collection[str] = ()) -> None:
@@ -117,10 +177,10 @@ def _swept(config: DictConfig) -> set[str]:
     overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
     swept = {o.key_or_group for o in overrides if o.is_sweep_override()}
     groups = set(config.hydra.runtime.choices)
-    return {""} if swept & groups else swept
+    return {EVERY_KEY} if swept & groups else swept
 
 
 def _free(keys: Collection[str], swept: Collection[str]) -> bool:
     """No key of `keys` is, holds or lies under a swept key ('' stands for every key)."""
-    return not any(s == "" or k == s or k.startswith(s + ".") or s.startswith(k + ".")
+    return not any(s == EVERY_KEY or k == s or k.startswith(s + ".") or s.startswith(k + ".")
                    for k in keys for s in swept)

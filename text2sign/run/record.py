@@ -95,10 +95,10 @@ class RunRecord:
     in `provenance.wall_s` (null unless every attempt's is known).
     """
 
-    def __init__(self, run_dir: str | Path, cfg: DictConfig, attempt: int = 1, write: bool = True,
-                 earlier: Sequence[dict[str, Any]] = (), resumed_from: str | None = None,
-                 notes: Sequence[str] = (), runtime: HydraRuntime = HydraRuntime(),
-                 factors: dict[str, Any] | None = None):
+    def __init__(self, run_dir: str | Path, cfg: DictConfig | dict[str, Any], attempt: int = 1,
+                 write: bool = True, earlier: Sequence[dict[str, Any]] = (),
+                 resumed_from: str | None = None, notes: Sequence[str] = (),
+                 runtime: HydraRuntime = HydraRuntime(), factors: dict[str, Any] | None = None):
         self.run_dir, self.write = Path(run_dir), write  # write=False: a DDP rank other than 0
         about = provenance(runtime)
         self.started = time.perf_counter()
@@ -116,7 +116,7 @@ class RunRecord:
             "train": {**schema.empty(schema.Train), "time_s": round(self.earlier_train_time_s, 3)},
             "model": schema.empty(schema.Model),
             "data": schema.empty(schema.Data),
-            "eval": {"weights": "ema" if cfg.ema else "raw"},
+            "eval": {"weights": "ema" if cfg.get("ema") else "raw"},
             "provenance": {**about, "wall_s": None, "attempt": attempt,
                            "attempts": [*earlier, self.attempt]},
             "artifacts": {},
@@ -132,6 +132,14 @@ class RunRecord:
         for key in values:
             schema.declared(schema.SECTIONS[section], key)
         self.results[section].update(values)
+        self._write()
+
+    def add_more_metrics(self, values: dict[str, float | None]) -> None:
+        """eval metrics the schema does not declare (a user's own loop), each a number or
+        null; listed in eval.more_metrics."""
+        evaluation = self.results["eval"]
+        evaluation.update(values)
+        evaluation["more_metrics"] = sorted({*evaluation.get("more_metrics", []), *values})
         self._write()
 
     def update_attempt(self, **values: Any) -> None:

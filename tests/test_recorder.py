@@ -1,0 +1,197 @@
+"""AblationRunner: a user's own PyTorch loop recorded as a run that analyze.py reads."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+
+import pytest
+import torch
+from analysis_fixtures import config, factors, results, write_run
+from conftest import ROOT
+from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+from text2sign import AblationRunner
+from text2sign.analysis.collect import collect
+from text2sign.analysis.study import build_study
+from text2sign.cli.analyze import main as analyze
+from text2sign.recorder import NOT_GIVEN
+from text2sign.run.step_logs import GB, TRAINING_COLUMNS
+from text2sign.schema import problems
+
+LEARNING_RATES = {"baseline": 0.05, "no_ema": 0.2}  # two configs of the user's own
+
+
+def train(save_dir, config_name: str, seed: int) -> dict:
+    """A loop of a user's own: a linear model fitted to y = x·w, 2 epochs of 5 steps."""
+    torch.manual_seed(seed)
+    x = torch.randn(64, 4)
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0])
+    model = torch.nn.Linear(4, 1)
+    lr = LEARNING_RATES[config_name]
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    with AblationRunner(config_name, save_dir, experiment_scale="tiny", seed=seed,
+                        factors={"ema": False}) as runner:
+        start, step = time.perf_counter(), 0
+        for epoch in range(2):
+            for batch in x.split(13):
+                loss = (model(batch).squeeze(1) - y[: len(batch)]).pow(2).mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                step += 1
+                runner.log_training_step(epoch, step, loss.detach(), lr,
+                                         time.perf_counter() - start)
+        with torch.no_grad():
+            mse = (model(x).squeeze(1) - y).pow(2).mean()
+        runner.log_evaluation(num_parameters_millions=5 / 1e6, val_loss=mse, mse=float(mse))
+    return runner.record.results
+
+
+def test_a_loop_of_your_own_is_recorded_and_analysed(tmp_path):
+    recorded = {(name, seed): train(tmp_path, name, seed)
+                for name in LEARNING_RATES for seed in (0, 1)}
+    run_dir = tmp_path / "ablation-baseline+ema-False+scale-tiny+seed-0"
+    on_disk = json.loads((run_dir / "results.json").read_text())
+    assert on_disk == json.loads(json.dumps(recorded["baseline", 0])) and problems(on_disk) == []
+    assert on_disk["status"] == "completed" and on_disk["error"] is None
+    assert on_disk["factors"] == {"ablation": "baseline", "scale": "tiny", "ema": False,
+                                  "seed": 0}
+    with open(run_dir / "training_metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == TRAINING_COLUMNS and [int(r["step"]) for r in rows] == [
+        *range(1, 11)]
+    assert json.loads((run_dir / "training_metrics.json").read_text())[-1]["step"] == 10
+    train_ = on_disk["train"]
+    assert (train_["steps"], train_["epochs"]) == (10, 2)
+    assert train_["final_loss"] == pytest.approx(float(rows[-1]["loss"]))
+    assert train_["time_s"] == pytest.approx(float(rows[-1]["elapsed_s"]))
+    assert train_["peak_memory_gb"] is None and not (run_dir / "gpu_memory.csv").exists()
+    evaluation = on_disk["eval"]
+    assert evaluation["weights"] == "raw" and evaluation["more_metrics"] == ["mse"]
+    assert evaluation["mse"] == pytest.approx(evaluation["val_loss"])
+    assert evaluation["fvd"] is None and evaluation["unavailable"]["fvd"] == NOT_GIVEN
+    assert on_disk["model"]["num_parameters_millions"] == 5e-6
+    metadata = json.loads((run_dir / "metadata.json").read_text())
+    assert metadata["config"]["ablation"] == "baseline" and metadata["train"]["steps"] == 10
+    events = EventMultiplexer()
+    events.AddRunsFromDirectory(str(tmp_path))
+    assert {"train/loss", "lr", "eval/mse", "eval/val_loss"} <= set(
+        events.Reload().Runs()[f"{run_dir.name}/tensorboard"]["scalars"])
+
+    study = build_study(collect([tmp_path], skip=tmp_path / "analysis"))
+    assert [study.label(group) for group in study.groups] == ["ablation=baseline",
+                                                              "ablation=no_ema"]
+    assert study.baseline_note == "the default ablation=baseline"
+    mse = study.summaries["mse"]
+    for group, summary in zip(study.groups, mse):
+        name = group.levels["ablation"][2]
+        assert summary.n == 2 and summary.mean == pytest.approx(
+            (recorded[name, 0]["eval"]["mse"] + recorded[name, 1]["eval"]["mse"]) / 2)
+
+
+def test_the_readme_loop_runs_and_analyze_compares_its_runs(tmp_path, monkeypatch, capsys):
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Your own training loop"):]
+    code = section[section.index("```python\n") + 10:section.index("\n```\n")]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+    assert sorted(path.name for path in (tmp_path / "results").iterdir()) == [
+        f"ablation-{name}+scale-small+seed-{seed}" for name in ("baseline", "high_lr")
+        for seed in (0, 1)]
+    assert analyze(["results", "--output-format", "both"]) == 0
+    out = tmp_path / "results" / "analysis"
+    assert not (out / "comparison_table.tex").exists()
+    with open(out / "comparison_table.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(row["ablation"], row["n"]) for row in rows] == [("baseline", "2"), ("high_lr", "2")]
+    assert rows[0]["r2_delta_pct"] == "0.0" and rows[1]["val_loss_p_value"] != ""
+    assert "Baseline: ablation=baseline" in (out / "ABLATION_RESULTS_REPORT.txt").read_text()
+    capsys.readouterr()
+
+
+def test_runs_of_train_py_and_of_your_loop_are_analysed_together(tmp_path):
+    for seed in (0, 1):
+        run_dir = tmp_path / "sweep" / f"ablation-baseline+seed-{seed}"
+        write_run(run_dir, results({**factors("frozen", True, seed), "ablation": "baseline"},
+                                   100.0 + seed, 60.0, seed),
+                  resolved=config("frozen", True, seed, run_dir))
+        with AblationRunner("mine", tmp_path / "own", seed=seed) as runner:
+            runner.log_training_step(0, 1, 0.5 + seed, 1e-3, 0.1)
+            runner.log_evaluation(fvd=90.0 + seed)
+    study = build_study(collect([tmp_path], skip=tmp_path / "analysis"))
+    assert [len(group.runs) for group in study.groups] == [2, 2]  # seed-only keys: not factors
+    assert [study.label(group) for group in study.groups] == ["ablation=baseline",
+                                                              "ablation=mine"]
+    assert [summary.mean for summary in study.summaries["fvd"]] == [100.5, 90.5]
+
+
+def test_a_run_that_raises_is_recorded_as_failed(tmp_path):
+    with pytest.raises(RuntimeError, match="diverged"):
+        with AblationRunner("baseline", tmp_path, seed=3) as runner:
+            runner.log_training_step(0, 1, 2.5, 1e-3, 0.2)
+            raise RuntimeError("loss diverged at step 2")
+    recorded = json.loads((runner.run_dir / "results.json").read_text())
+    assert problems(recorded) == []
+    assert (recorded["status"], recorded["error"]) == (
+        "failed", "RuntimeError: loss diverged at step 2")
+    assert recorded["train"]["steps"] == 1 and recorded["train"]["final_loss"] == 2.5
+    assert recorded["eval"]["fvd"] is None and "not evaluated" in recorded["eval"][
+        "unavailable"]["fvd"]
+    with pytest.raises(FileExistsError, match="holds a run already \\(status failed\\)"):
+        AblationRunner("baseline", tmp_path, seed=3)  # nothing is overwritten
+
+
+def test_bad_input_is_named(tmp_path):
+    runner = AblationRunner("baseline", tmp_path)
+    with pytest.raises(ValueError, match=r"log_evaluation\(fvd='low'\): fvd is 'low'"):
+        runner.log_evaluation(fvd="low")
+    with pytest.raises(ValueError, match=r"log_evaluation\(bleu=\[1\]\)"):
+        runner.log_evaluation(bleu=[1])
+    with pytest.raises(ValueError, match="weights"):
+        runner.log_evaluation(weights=1.0)  # a setting of the record, not a metric
+    runner.save_results()
+    with pytest.raises(RuntimeError, match="has ended"):
+        runner.log_training_step(0, 1, 1.0, 1e-3, 0.1)
+    with pytest.raises(ValueError, match="seed come from"):
+        AblationRunner("baseline", tmp_path, factors={"seed": 1})
+
+
+def test_only_the_listed_metrics_of_your_own_pass_the_schema(tmp_path):
+    with AblationRunner("baseline", tmp_path) as runner:
+        runner.log_evaluation(bleu=0.3)
+    record = runner.record.results
+    assert problems(record) == [] and record["eval"]["more_metrics"] == ["bleu"]
+    evaluation = record["eval"]
+    assert problems({**record, "eval": {**evaluation, "bleu": "high"}}) == [
+        "eval.bleu is 'high' (str), expected a number or null"]
+    assert problems({**record, "eval": {**evaluation, "more_metrics": []}}) == [
+        "eval.bleu is not a key of the schema"]
+
+
+def test_gpu_memory_is_recorded_with_cuda(tmp_path, monkeypatch):
+    """CUDA's counters faked (no GPU here): the peak since the last step, the mean of the
+    allocated memory at the step's start and end."""
+    allocated = iter([1, 3, 5])  # GB at the start, after step 1, after step 2
+    peaks = iter([4, 8])
+    cuda = torch.cuda
+    monkeypatch.setattr(cuda, "is_available", lambda: True)
+    monkeypatch.setattr(cuda, "memory_allocated", lambda: next(allocated) * GB)
+    monkeypatch.setattr(cuda, "max_memory_allocated", lambda: next(peaks) * GB)
+    monkeypatch.setattr(cuda, "memory_reserved", lambda: 10 * GB)
+    monkeypatch.setattr(cuda, "reset_peak_memory_stats", lambda: None)
+    monkeypatch.setattr(cuda, "get_device_name", lambda: "a faked GPU")
+    with AblationRunner("baseline", tmp_path) as runner:
+        for step in (1, 2):
+            runner.log_training_step(0, step, 1.0 / step, 1e-3, 0.1 * step)
+    with open(runner.run_dir / "gpu_memory.csv") as f:
+        rows = [{k: float(v) for k, v in row.items() if k != "timestamp"}
+                for row in csv.DictReader(f)]
+    assert rows == [{"epoch": 0, "step": 1, "peak_gb": 4, "avg_gb": 2, "allocated_gb": 3,
+                     "reserved_gb": 10},
+                    {"epoch": 0, "step": 2, "peak_gb": 8, "avg_gb": 4, "allocated_gb": 5,
+                     "reserved_gb": 10}]
+    train_ = runner.record.results["train"]
+    assert (train_["peak_memory_gb"], train_["avg_memory_gb"]) == (8, 3)
+    assert runner.record.results["artifacts"]["gpu_memory"] == "gpu_memory.csv"
