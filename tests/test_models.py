@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from text2sign.callbacks.step_cost import flop_counter
 from text2sign.models import unet3d
 from text2sign.models.diffusion import Diffusion
 from text2sign.models.unet3d import (
@@ -112,6 +113,16 @@ def test_joint_attention_is_one_softmax_over_every_token_of_the_clip():
     by_hand = torch.cat([F.softmax(q[..., h] @ k[..., h].transpose(1, 2) / 2, -1) @ v[..., h]
                          for h in heads], dim=-1)  # scale 1/sqrt(head dim 4)
     assert torch.allclose(seen["out"], block.joint.out(by_hand), atol=1e-5)
+
+
+def test_attention_flops_are_counted_on_a_cpu():
+    """scaled_dot_product_attention runs its own flash kernel on a CPU, which torch's counter
+    misses: counted as the CUDA kernels are, 4bhn^2d forward, 10bhn^2d backward (with the
+    scores recomputed)."""
+    q = torch.randn(2, 2, 16, 4, requires_grad=True)
+    with flop_counter() as counter:
+        F.scaled_dot_product_attention(q, q, q).sum().backward()
+    assert counter.get_total_flops() == (4 + 10) * 2 * 2 * 16 ** 2 * 4
 
 
 def test_a_3x3x3_residual_block_with_one_frame_tap_is_the_factorised_block():
