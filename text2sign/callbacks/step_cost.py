@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,7 @@ class StepCost(pl.Callback):
         self._measuring = False
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        gc.collect()  # what earlier jobs of a sweep left unreachable in this process
         self._measuring = reset_peak_rss()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
