@@ -141,3 +141,17 @@ def sweep_tree(root: Path, seeds: tuple[int, ...] = SEEDS) -> Path:
     write_run(root / "runs" / "still_running",
               results(factors("frozen", True, 8), 9999.0, 1.0, 8, "running"))
     return root
+
+
+def numeric_tree(root: Path, key: str, values: list[float], seeds: tuple[int, ...] = (0, 1)) -> Path:
+    """A sweep of one numeric factor (`key`, dotted) in the order given, frozen encoder with EMA:
+    fvd = 100 + 10 x the value's rank in sorted order + the seed."""
+    sweep = root / "multirun" / "numeric"
+    for value in values:
+        rank = sorted(values).index(value)
+        for seed in seeds:
+            run_dir = sweep / f"{key}={value},seed={seed}"
+            data = results({**factors("frozen", True, seed), key: value}, 100.0 + 10 * rank + seed,
+                           3600.0, seed)
+            write_run(run_dir, data, resolved=config("frozen", True, seed, run_dir, **{key: value}))
+    return root

@@ -23,6 +23,7 @@ from analysis_fixtures import (
     TIME_S,
     config,
     factors,
+    numeric_tree,
     results,
     sweep_tree,
     write_hydra,
@@ -35,11 +36,12 @@ from text2sign.analysis.collect import collect
 from text2sign.analysis.curves import group_band
 from text2sign.analysis.levels import level, parse_assignments
 from text2sign.analysis.metrics import Metric
-from text2sign.analysis.plots import gpu_memory
+from text2sign.analysis.plots import factor_figure, gpu_memory
 from text2sign.analysis.report import findings
 from text2sign.analysis.samples import sample_sheets
 from text2sign.analysis.stats import holm, t_test
 from text2sign.analysis.study import Study, build_study
+from text2sign.analysis.tables import csv_table
 from text2sign.factors import saved_factors
 from text2sign.fonts import caption_font
 
@@ -400,3 +402,33 @@ def test_200_runs_benchmark(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "analysed 200 runs (200 completed) in 20 groups" in done.stdout
     print(f"\nanalyze.py on 200 runs: {elapsed:.2f} s wall, including start-up and imports")
+
+
+def test_a_numeric_factor_sorts_by_value_and_gets_its_plot(tmp_path):
+    tree = numeric_tree(tmp_path / "outputs", "optimizer.lr", [1e-3, 1e-5, 2e-3, 1e-4])
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert analyze(tree) == 0
+    out = tree / "analysis"
+    with open(out / "comparison_table.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["optimizer.lr"] for row in rows] == ["1e-05", "0.0001", "0.001", "0.002"]
+    assert [float(row["fvd_mean"]) for row in rows] == [100.5, 110.5, 120.5, 130.5]
+    assert Image.open(out / "factor_optimizer.lr.png").size[0] > 0
+    assert "![quality against numeric factors: factor_optimizer.lr](factor_optimizer.lr.png)" in (
+        out / "report.md").read_text()
+    study = build_study(collect([tree], skip=out))
+    quality = [m for m in study.metrics if not m.is_cost and study.has_numbers(m)]
+    figure = factor_figure(study, "optimizer.lr", quality)
+    fvd = figure.axes[[m.name for m in quality].index("fvd")]
+    assert fvd.get_xscale() == "log"  # 1e-5 to 2e-3: more than a decade
+    x, y = fvd.lines[0].get_data()
+    assert list(x) == [1e-5, 1e-4, 1e-3, 2e-3] and list(y) == [100.5, 110.5, 120.5, 130.5]
+    assert {m.name for m in quality} >= {"fvd", "val_loss", "ssim"}
+    assert not {m.name for m in quality} & {"train_time_h", "num_parameters_millions"}  # costs
+
+    widths = numeric_tree(tmp_path / "widths", "model.denoiser.base_channels", [16, 8, 32])
+    study = build_study(collect([widths], skip=widths / "analysis"))
+    assert [row.split(",")[0] for row in csv_table(study).splitlines()[1:]] == ["8", "16", "32"]
+    figure = factor_figure(study, "model.denoiser.base_channels", quality)
+    assert figure.axes[0].get_xscale() == "linear"  # 8 to 32: within a decade

@@ -1,7 +1,8 @@
 """The figures of a `scale=tiny` run at a fixed seed, bit for bit, as the code of the commit
 named in golden_tiny_run.json computed them: a refactoring that changes what is trained or
-measured fails here. Timings are left out (they are the clock's), and of eval.unavailable only
-the names of the metrics (the reasons' wording is the machine's and may improve)."""
+measured fails here. Timings and the process's memory are left out (they are the machine's),
+and of eval.unavailable only the names of the metrics (the reasons' wording is the machine's and
+may improve)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from text2sign.run.job import run
 
 GOLDEN = Path(__file__).with_name("golden_tiny_run.json")
 OVERRIDES = [*TINY, "seed=0"]
-TIMINGS = {"time_s", "clips_per_s", "inference_time_ms", "eval_time_s"}
+MACHINE = {"time_s", "clips_per_s", "inference_time_ms", "eval_time_s", "peak_rss_gb"}
 
 
 def figures(run_dir: Path) -> dict[str, Any]:
@@ -24,14 +25,14 @@ def figures(run_dir: Path) -> dict[str, Any]:
     results = json.loads((run_dir / "results.json").read_text())
     with open(run_dir / "training_metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    evaluation = {k: v for k, v in results["eval"].items() if k not in TIMINGS}
-    evaluation["retrieval"] = {k: v for k, v in evaluation["retrieval"].items() if k not in TIMINGS}
+    evaluation = {k: v for k, v in results["eval"].items() if k not in MACHINE}
+    evaluation["retrieval"] = {k: v for k, v in evaluation["retrieval"].items() if k not in MACHINE}
     evaluation["unavailable"] = sorted(evaluation["unavailable"])  # which; the wording may change
     return {
         "steps": [int(row["step"]) for row in rows],
         "loss": [float(row["loss"]) for row in rows],
         "lr": [float(row["lr"]) for row in rows],
-        "train": {k: v for k, v in results["train"].items() if k not in TIMINGS},
+        "train": {k: v for k, v in results["train"].items() if k not in MACHINE},
         "model": results["model"],
         "data": results["data"],
         "eval": evaluation,

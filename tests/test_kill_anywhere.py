@@ -18,8 +18,9 @@ from conftest import ROOT, TINY
 
 # 4 batches an epoch, last.ckpt every 2 steps, validation (2 batches) after steps 3, 6, 9, 12
 LONGER = [*TINY, "trainer.max_steps=12", "data.num_train=16", "trainer.val_check_interval=3"]
-# what differs by nature: the clock, which attempt this is, the run directory in the command
-TIMINGS = {"train": {"time_s", "clips_per_s"},
+# what differs by nature: the clock, the process's memory, which attempt this is, the run
+# directory in the command
+TIMINGS = {"train": {"time_s", "clips_per_s", "peak_rss_gb"},
            "eval": {"inference_time_ms", "eval_time_s", "retrieval.time_s"},
            "provenance": {"started_at", "finished_at", "wall_s", "attempt", "attempts",
                           "command"}}

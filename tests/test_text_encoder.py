@@ -82,11 +82,36 @@ def test_finetuned_all_layers_by_default():
     assert encoder.model.training
 
 
+def test_layer_lr_decay_gives_each_depth_its_rate():
+    encoder = TextEncoder(trainable=True, lr=1e-3, layer_lr_decay=0.5)
+    groups = encoder.parameter_groups()
+    rates = {g["name"]: g["lr"] for g in groups}
+    assert rates == {"text_encoder.embeddings": 1e-3 / 64, **{f"text_encoder.layer{l}": 1e-3 / 2 ** (6 - l)
+                     for l in range(1, 6)}, "text_encoder": 1e-3}  # noqa: E741
+    named = {id(p): n for n, p in encoder.model.named_parameters()}
+    members = {g["name"]: {named[id(p)] for p in g["params"]} for g in groups}
+    assert all(n.startswith("embeddings.") for n in members["text_encoder.embeddings"])
+    assert all(n.startswith("encoder.layer.2.") for n in members["text_encoder.layer3"])
+    assert {n.split(".")[0] for n in members["text_encoder"]} == {"encoder", "pooler"}
+    assert sum(len(m) for m in members.values()) == len(named)  # each weight in one group
+    assert [g["name"] for g in encoder.parameter_groups()] == list(rates)
+    last_two = TextEncoder(trainable=True, trainable_layers=2, lr=1e-3, layer_lr_decay=0.5)
+    assert {g["name"]: g["lr"] for g in last_two.parameter_groups()} == {
+        "text_encoder.layer5": 5e-4, "text_encoder": 1e-3}
+    assert [g["name"] for g in TextEncoder(trainable=True).parameter_groups()] == ["text_encoder"]
+
+
 def test_inconsistent_settings_fail_with_the_key_to_fix():
     with pytest.raises(ValueError, match="text_encoder=finetuned"):
         TextEncoder(trainable=False, trainable_layers=2)
     with pytest.raises(ValueError, match="1..6"):
         TextEncoder(trainable=True, trainable_layers=9)
+    with pytest.raises(ValueError, match="layer_lr_decay only applies to text_encoder=finetuned"):
+        TextEncoder(trainable=False, layer_lr_decay=0.5)
+    with pytest.raises(ValueError, match=r"layer_lr_decay=1.5 must be in \(0, 1\]"):
+        TextEncoder(trainable=True, lr=1e-5, layer_lr_decay=1.5)
+    with pytest.raises(ValueError, match="set text_encoder.lr"):
+        TextEncoder(trainable=True, layer_lr_decay=0.5)
     with pytest.raises(FileNotFoundError, match="text_encoder.name"):
         TextEncoder(name="/no/such/model")
 

@@ -61,12 +61,29 @@ def test_a_run_writes_the_whole_run_directory(tmp_path):
 
 def test_finetuned_trains_more_parameters_and_raw_weights_without_ema(tiny_config, tmp_path):
     frozen = run(tiny_config("text_encoder=frozen"))
-    finetuned = run(tiny_config("text_encoder=finetuned", "ema=false"))
+    finetuned = run(tiny_config("text_encoder=finetuned", "ema=false",
+                                "text_encoder.layer_lr_decay=0.5"))
     assert finetuned["model"]["trainable_parameters_millions"] > (
         frozen["model"]["trainable_parameters_millions"] + 20)
+    assert finetuned["model"]["denoiser_parameters_millions"] == frozen["model"][
+        "denoiser_parameters_millions"]
     assert finetuned["eval"]["weights"] == "raw" and finetuned["factors"]["ema"] is False
+    # the finetuned encoder's forward and backward are counted; the frozen one's cache is not
+    assert finetuned["train"]["flops_per_step"] > 2 * frozen["train"]["flops_per_step"] > 0
+    assert finetuned["train"]["peak_rss_gb"] > frozen["model"]["num_parameters_millions"] * 4e-3
     rows = read_csv(tmp_path / "training_metrics.csv")
     assert all(float(r["lr_text_encoder"]) > 0 for r in rows[1:])
+    groups = json.loads((tmp_path / "metadata.json").read_text())["parameter_groups"]
+    rates = {group["name"]: group["lr"] for group in groups}
+    assert rates["denoiser"] == 1e-3 and rates["text_encoder"] == 1e-5
+    assert rates["text_encoder.layer1"] == 1e-5 / 32 and rates["text_encoder.embeddings"] == 1e-5 / 64
+    second = max((tmp_path / "csv").glob("version_*/metrics.csv"),
+                 key=lambda path: int(path.parent.name.removeprefix("version_")))
+    logged = [row for row in read_csv(second)  # the second run's; what TensorBoard gets too
+              if row.get("lr-AdamW/text_encoder")]
+    assert float(logged[-1]["lr-AdamW/text_encoder"]) > 0
+    assert float(logged[-1]["lr-AdamW/text_encoder.layer1"]) == pytest.approx(
+        float(logged[-1]["lr-AdamW/text_encoder"]) / 32)
 
 
 def test_same_seed_gives_the_same_curve(tmp_path):

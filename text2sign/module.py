@@ -223,14 +223,14 @@ class TextToSignModule(pl.LightningModule):
         if self.fast_path.compiles() and not self.denoiser.compiled:
             self.denoiser.compile(**self.fast_path.compile_options())
 
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The optimizer's parameter groups, named: the denoiser at the optimizer's lr, then the
+        trainable text encoder's (TextEncoder.parameter_groups), each with its own lr."""
+        return [{"name": "denoiser", "params": list(self.denoiser.parameters())},
+                *self.text_encoder.parameter_groups()]
+
     def configure_optimizers(self) -> Any:
-        groups = [{"name": "denoiser", "params": list(self.denoiser.parameters())}]
-        encoder_params = [p for p in self.text_encoder.parameters() if p.requires_grad]
-        if encoder_params:
-            group = {"name": "text_encoder", "params": encoder_params}
-            if self.text_encoder.lr is not None:
-                group["lr"] = self.text_encoder.lr
-            groups.append(group)
+        groups = self.parameter_groups()
         params = [p for group in groups for p in group["params"]]
         optimizer = self.optimizer_factory(
             groups, **self.fast_path.optimizer_options(self.optimizer_factory, params))

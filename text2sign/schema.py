@@ -64,6 +64,10 @@ class Train:
     peak_memory_gb: float | None = doc("peak CUDA memory of a step; null without CUDA")
     avg_memory_gb: float | None = doc("mean of the steps' average CUDA memory; null without CUDA")
     clips_per_s: float | None = doc("training clips per second of training time")
+    flops_per_step: int | None = doc("FLOPs of one training micro-batch, forward and backward "
+                                     "(torch.utils.flop_counter, the run's first)")
+    peak_rss_gb: float | None = doc("peak resident memory of the process while training "
+                                    "(Linux VmHWM); null elsewhere")
     skipped_steps: int | None = doc("steps skipped for a non-finite loss "
                                     "(`model.nonfinite_loss=skip`)")
 
@@ -73,6 +77,7 @@ class Model:
     READ_EXTRA: ClassVar[Any] = float | None
     num_parameters_millions: float | None = doc("parameters, the text encoder's included")
     trainable_parameters_millions: float | None = doc("parameters that receive gradients")
+    denoiser_parameters_millions: float | None = doc("parameters of the denoiser (the UNet)")
 
 
 @dataclass

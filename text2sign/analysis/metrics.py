@@ -16,9 +16,13 @@ NOT_COMPARED_SUFFIXES = ("_ci_low", "_ci_high", "_real")
 HIGHER_IS_BETTER = ("consistency", "accuracy", "acc", "ssim", "psnr", "f1", "clips_per_s",
                     "hands_found", "clip_score", "loss_gap")
 LOWER_IS_BETTER = ("fvd", "lpips", "loss", "time", "memory", "dtw", "error", "parameters",
-                   "ms", "gb")
+                   "ms", "gb", "gflop")
 QUALITY = ("fvd", "val_loss", "best_val_loss")  # the primary quality metric, first available
 NO_GPU = "no GPU memory recorded (memory is only measured on a CUDA device)"
+# what a run costs, not how well it does: not drawn against numeric factors
+COSTS = ("train_time_h", "peak_memory_gb", "avg_memory_gb", "clips_per_s", "peak_rss_gb",
+         "gflop_per_step", "num_parameters_millions", "trainable_parameters_millions",
+         "denoiser_parameters_millions", "inference_time_ms", "inference_memory_gb")
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,10 @@ class Metric:
             return 1
         return -1 if any(f"_{words}_" in name for words in LOWER_IS_BETTER) else 0
 
+    @property
+    def is_cost(self) -> bool:
+        return self.name in COSTS
+
     def reason_unavailable(self, runs_results: list[dict[str, Any]]) -> str:
         """Why no run has a number: the run's own eval.unavailable entry when it gives one."""
         if self.section == "eval":
@@ -62,8 +70,12 @@ CORE = (
     Metric("peak_memory_gb", "train", "peak_memory_gb", why_null=NO_GPU),
     Metric("avg_memory_gb", "train", "avg_memory_gb", why_null=NO_GPU),
     Metric("clips_per_s", "train", "clips_per_s"),
+    Metric("peak_rss_gb", "train", "peak_rss_gb",
+           why_null="the process's peak memory is read on Linux only (VmHWM)"),
+    Metric("gflop_per_step", "train", "flops_per_step", scale=1e-9),
     Metric("num_parameters_millions", "model", "num_parameters_millions"),
     Metric("trainable_parameters_millions", "model", "trainable_parameters_millions"),
+    Metric("denoiser_parameters_millions", "model", "denoiser_parameters_millions"),
     Metric("val_loss", "eval", "val_loss"),
     Metric("fvd", "eval", "fvd"),
     Metric("lpips", "eval", "lpips"),

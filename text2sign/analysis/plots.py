@@ -1,4 +1,5 @@
-"""PNG plots, one figure per kind: loss curves, metric bars, quality vs cost, GPU memory.
+"""PNG plots, one figure per kind: loss curves, metric bars, quality vs cost, GPU memory, and
+one per numeric factor: each quality metric against the factor's value.
 
 Figures are built with matplotlib's object API (no pyplot, no global backend state) and
 rendered by Agg, so it runs headless.
@@ -7,6 +8,7 @@ rendered by Agg, so it runs headless.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from text2sign.analysis.curves import group_band, read_curve
+from text2sign.analysis.levels import Level
 from text2sign.analysis.metrics import NO_GPU, Metric
 from text2sign.analysis.study import Study
 
@@ -78,9 +81,70 @@ def gpu_memory(study: Study, out: Path) -> Path | str:
                      out / "gpu_memory.png")
 
 
-PLOTS: dict[str, Callable[[Study, Path], Path | str]] = {
+def numeric_factors(study: Study, out: Path) -> list[Path] | str:
+    """One PNG per factor that takes numbers (a learning rate, a decay, a width): each quality
+    metric against the value, mean and 95% CI over seeds, a line per setting of the other
+    factors; a log axis where the values span more than a decade."""
+    factors = [name for name in study.factors if len(numeric_values(study, name)) > 1]
+    if not factors:
+        return "no factor takes two or more numeric values"
+    quality = [m for m in study.metrics if not m.is_cost and study.has_numbers(m)]
+    if not quality:
+        return "no quality metric has a number in any completed run"
+    paths = []
+    for name in factors:
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+        paths.append(_save(factor_figure(study, name, quality), out / f"factor_{safe}.png"))
+    return paths
+
+
+def numeric_values(study: Study, factor: str) -> set[float]:
+    """The numbers a factor takes across the groups (not null, true/false or text)."""
+    return {group.levels[factor][1] for group in study.groups if _is_number(group.levels[factor])}
+
+
+def factor_figure(study: Study, factor: str, metrics: list[Metric]) -> Figure:
+    values = numeric_values(study, factor)
+    others = [name for name in study.factors if name != factor]
+    lines: dict[tuple, list[tuple[float, int]]] = {}  # other factors' levels -> (value, group)
+    for i, group in enumerate(study.groups):
+        if _is_number(group.levels[factor]):
+            key = tuple(group.levels[name] for name in others)
+            lines.setdefault(key, []).append((group.levels[factor][1], i))
+    cols = min(3, len(metrics))
+    rows = math.ceil(len(metrics) / cols)
+    fig = Figure(figsize=(4 * cols, 2.8 * rows + 0.9), layout="constrained")
+    log = min(values) > 0 and max(values) / min(values) > 10
+    for k, metric in enumerate(metrics):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        for n, (key, points) in enumerate(sorted(lines.items())):
+            points.sort()
+            sums = [study.summaries[metric.name][i] for _, i in points]
+            label = " ".join(f"{name}={level[2]}" for name, level in zip(others, key))
+            ax.errorbar([x for x, _ in points], [s.mean for s in sums], capsize=3,
+                        yerr=[s.ci95 for s in sums], fmt="o-", color=f"C{n % 10}",
+                        label=label or None)  # a NaN interval (one seed) draws no error bar
+        if log:
+            ax.set_xscale("log")
+        ax.set_xlabel(factor, fontsize=8)
+        ax.set_title(metric.name + DIRECTION[metric.direction], fontsize=9)
+    left_out = sorted({g.levels[factor][2] for g in study.groups if not _is_number(g.levels[factor])})
+    fig.suptitle(f"Quality against {factor} (mean, 95% CI over seeds)"
+                 + (f"; not drawn: {', '.join(left_out)}" if left_out else ""))
+    if others:
+        fig.legend(*fig.axes[0].get_legend_handles_labels(), loc="outside lower center",
+                   ncols=min(3, len(lines)), fontsize="x-small", frameon=False)
+    return fig
+
+
+def _is_number(level: Level) -> bool:
+    return level[0] == 2  # levels.level: rank 2 holds ints and floats, not booleans
+
+
+PLOTS: dict[str, Callable[[Study, Path], Path | list[Path] | str]] = {
     "training loss curves": training_loss, "metric bars": metric_bars,
     "quality vs training cost": quality_vs_cost, "GPU memory": gpu_memory,
+    "quality against numeric factors": numeric_factors,
 }
 
 

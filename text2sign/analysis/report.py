@@ -21,7 +21,7 @@ MORE_SEEDS = "python train.py -m experiment=ablation_seeds"
 class Figures:
     """What the plot and sample stages produced: a file, or the reason there is none."""
 
-    plots: dict[str, Path | str] = field(default_factory=dict)
+    plots: dict[str, Path | list[Path] | str] = field(default_factory=dict)
     samples: list[Path] | str = "no completed run"
 
 
@@ -62,8 +62,12 @@ def markdown_report(study: Study, results_dirs: list[str], figures: Figures,
         lines += [*report_lines(human, markdown=True), ""]
     lines += ["## Plots", ""]
     for name, result in figures.plots.items():
-        lines.append(f"![{name}]({result.name})" if isinstance(result, Path)
-                     else f"- {name}: {result}")
+        if isinstance(result, str):
+            lines.append(f"- {name}: {result}")
+        elif isinstance(result, Path):
+            lines.append(f"![{name}]({result.name})")
+        else:  # one figure per factor
+            lines += [f"![{name}: {path.stem}]({path.name})" for path in result]
     lines += ["", "## Samples", ""]
     samples = figures.samples
     lines += ([f"- {samples}"] if isinstance(samples, str)
@@ -113,16 +117,27 @@ def findings_header(study: Study) -> list[str]:
 def findings(study: Study) -> list[list[str]]:
     """One row per group against the baseline: Ablation | Quality Δ | Time Δ | Memory Δ | Key."""
     baseline = study.groups[0]
-    time, memory = study.metric("train_time_h"), study.metric("peak_memory_gb")
+    time, memory = study.metric("train_time_h"), _memory(study)
     rows = []
     for i, group in enumerate(study.groups[1:], 1):
         changed = [f"{name}={group.levels[name][2]}" for name in study.factors
                    if group.levels[name] != baseline.levels[name]]
-        memory_cell = (change(memory, study.summaries[memory.name][i])
-                       if memory and study.has_numbers(memory) else "no GPU memory recorded")
+        memory_cell = (change(memory, study.summaries[memory.name][i]) if memory
+                       else "no memory recorded")
+        if memory and memory.name == "peak_rss_gb":
+            memory_cell += " (RAM)"
         rows.append([", ".join(changed), _change(study, study.quality, i),
                      _change(study, time, i), memory_cell, key_finding(study, i)])
     return rows
+
+
+def _memory(study: Study) -> Metric | None:
+    """GPU memory where it was measured, else the process's peak memory (a CPU run's)."""
+    for name in ("peak_memory_gb", "peak_rss_gb"):
+        metric = study.metric(name)
+        if metric and study.has_numbers(metric):
+            return metric
+    return None
 
 
 def key_finding(study: Study, i: int) -> str:

@@ -35,8 +35,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
-from torch.utils.flop_counter import FlopCounterMode
 
+from text2sign.callbacks.step_cost import flop_counter
 from text2sign.config import CONF, BenchConfig, register_configs
 from text2sign.files import atomic_write_json
 from text2sign.module import UNCONDITIONAL_CAPTION, TextToSignModule
@@ -215,7 +215,7 @@ def warm_caption_cache(module: TextToSignModule, batches: list[dict]) -> None:
 def count_flops(module: TextToSignModule, batch: dict, device: torch.device) -> int:
     """FLOPs of one eager training step (forward and backward), caption cache warm."""
     module.to(device).train()
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         train_step(module, batch, device, "32-true")
     module.zero_grad(set_to_none=True)
     return counter.get_total_flops()
@@ -227,7 +227,8 @@ def text_encoder_ms(cfg: DictConfig, batches: list[dict], device: torch.device,
     """Milliseconds per training step of the encoder: frozen once every caption is cached,
     and finetuned (forward and backward), at the batch size."""
     precision = cfg.trainer.precision
-    frozen = instantiate(cfg.text_encoder, trainable=False, trainable_layers=None, lr=None)
+    frozen = instantiate(cfg.text_encoder, trainable=False, trainable_layers=None, lr=None,
+                         layer_lr_decay=1.0)
     finetuned = instantiate(cfg.text_encoder, trainable=True, trainable_layers=None)
     frozen.to(device)
     finetuned.to(device).train()

@@ -2,10 +2,13 @@
 
 `TextEncoder(captions)` returns the token features (B, L, D) and their attention mask (B, L).
 Frozen: no gradients, always in eval mode, and each distinct caption is encoded once and cached.
-Finetuned: all layers, or the last `trainable_layers` blocks, train with their own learning rate.
+Finetuned: all layers, or the last `trainable_layers` blocks, train with their own learning rate,
+optionally decayed layer by layer (`layer_lr_decay`).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -64,6 +67,20 @@ def layer_stack(model: nn.Module) -> nn.ModuleList:
     return max(stacks, key=len)
 
 
+def check_layer_lr_decay(decay: float, trainable: bool, lr: float | None) -> None:
+    if decay == 1.0:
+        return
+    if not trainable:
+        raise ValueError("text_encoder.layer_lr_decay only applies to text_encoder=finetuned; "
+                         "remove it or choose text_encoder=finetuned")
+    if not 0 < decay <= 1:
+        raise ValueError(f"text_encoder.layer_lr_decay={decay} must be in (0, 1]: block l of L "
+                         "trains at text_encoder.lr * decay^(L-l) (1.0: one rate for all)")
+    if lr is None:
+        raise ValueError("text_encoder.layer_lr_decay decays text_encoder.lr, which is null: "
+                         "set text_encoder.lr (e.g. 1e-5)")
+
+
 class TextEncoder(nn.Module):
     """Encodes captions into token features for cross-attention.
 
@@ -74,6 +91,8 @@ class TextEncoder(nn.Module):
         lr: learning rate of the trainable weights (None: the optimizer's lr).
         max_length: captions are truncated to this many tokens.
         local_files_only: never reach the hub (offline-first); False allows a download.
+        layer_lr_decay: with trainable=True, block l of L trains at lr * decay^(L-l), the
+            embeddings below block 1 at lr * decay^L (1.0: one rate for all).
     """
 
     def __init__(
@@ -84,6 +103,7 @@ class TextEncoder(nn.Module):
         lr: float | None = None,
         max_length: int = 32,
         local_files_only: bool = True,
+        layer_lr_decay: float = 1.0,
     ):
         super().__init__()
         if not trainable and trainable_layers is not None:
@@ -91,8 +111,10 @@ class TextEncoder(nn.Module):
                 "text_encoder.trainable_layers only applies to text_encoder=finetuned; "
                 "remove it or choose text_encoder=finetuned"
             )
+        check_layer_lr_decay(layer_lr_decay, trainable, lr)
         self.model, self.tokenizer = load_pretrained(name, local_files_only)
         self.name, self.trainable, self.lr, self.max_length = name, trainable, lr, max_length
+        self.layer_lr_decay = layer_lr_decay
         self.hidden_size: int = self.model.config.hidden_size
         self._set_trainable(trainable, trainable_layers)
         self._cache: dict[str, torch.Tensor] = {}
@@ -110,6 +132,31 @@ class TextEncoder(nn.Module):
             stack[len(stack) - trainable_layers :].requires_grad_(True)
         if not trainable:
             self.model.eval()
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The trainable weights as the optimizer's parameter groups. One, "text_encoder", at
+        `lr` (None: the optimizer's), unless layer_lr_decay < 1: then one per depth, the top
+        block and what follows it ("text_encoder") at `lr`, block l of L
+        ("text_encoder.layer<l>") at lr * decay^(L-l), the embeddings and whatever precedes
+        block 1 ("text_encoder.embeddings") at lr * decay^L."""
+        trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        if not trainable:
+            return []
+        if self.layer_lr_decay == 1.0:
+            group = {"name": "text_encoder", "params": [p for _, p in trainable]}
+            return [group if self.lr is None else {**group, "lr": self.lr}]
+        stack = layer_stack(self.model)
+        depth_of = {id(p): depth for depth, block in enumerate(stack, 1) for p in block.parameters()}
+        by_depth: dict[int, list[torch.nn.Parameter]] = {}
+        above = False  # past block 1: the parameters after the stack go with the top block
+        for _, p in self.model.named_parameters():
+            above = above or id(p) in depth_of
+            if p.requires_grad:
+                by_depth.setdefault(depth_of.get(id(p), len(stack) if above else 0), []).append(p)
+        names = {0: "text_encoder.embeddings", len(stack): "text_encoder"}
+        return [{"name": names.get(depth, f"text_encoder.layer{depth}"), "params": params,
+                 "lr": self.lr * self.layer_lr_decay ** (len(stack) - depth)}
+                for depth, params in sorted(by_depth.items())]
 
     def train(self, mode: bool = True) -> TextEncoder:
         super().train(mode)

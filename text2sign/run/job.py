@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from text2sign.callbacks.gpu_memory import GPUMemoryMonitor
+from text2sign.callbacks.step_cost import StepCost
 from text2sign.callbacks.training_log import TrainingLog
 from text2sign.factors import HydraRuntime
 from text2sign.files import atomic_write_json
@@ -39,7 +40,7 @@ from text2sign.run.attempts import (
 from text2sign.run.checkpointing import StepCheckpoint, remove_partial_writes
 from text2sign.run.evaluate import evaluation_config, evaluation_factors
 from text2sign.run.preflight import check_config
-from text2sign.run.record import RunRecord, one_line, parameter_counts, plain
+from text2sign.run.record import RunRecord, one_line, parameter_counts, parameter_groups, plain
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,7 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord, callbacks: dict) -
     })
     module = build_module(cfg)
     record.update("model", parameter_counts(module))
+    record.describe("parameter_groups", parameter_groups(module, cfg.optimizer.get("lr")))
 
     callbacks["evaluation"].check(module)
     for callback in callbacks.values():
@@ -236,7 +238,7 @@ def _fit_and_validate(cfg: DictConfig, trainer: pl.Trainer, module: TextToSignMo
 def _record_training(record: RunRecord, callbacks: dict, trainer: pl.Trainer | None = None) -> None:
     """Copy what the callbacks measured into results.json (also for a run that failed)."""
     for callback in callbacks.values():
-        if isinstance(callback, (TrainingLog, GPUMemoryMonitor)):
+        if isinstance(callback, (TrainingLog, GPUMemoryMonitor, StepCost)):
             record.update("train", callback.summary())
         if isinstance(callback, TrainingLog):
             record.update_attempt(train_time_s=round(callback.attempt_time_s(), 3))

@@ -12,7 +12,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
@@ -43,12 +43,24 @@ def plain(value: Any) -> Any:
 
 
 def parameter_counts(module: nn.Module) -> dict[str, float]:
-    total = sum(p.numel() for p in module.parameters())
-    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    """results.json's `model`: parameters in millions, of a TextToSignModule."""
     return {
-        "num_parameters_millions": round(total / 1e6, 4),
-        "trainable_parameters_millions": round(trainable / 1e6, 4),
+        "num_parameters_millions": round(count(module.parameters()) / 1e6, 4),
+        "trainable_parameters_millions": round(
+            count(p for p in module.parameters() if p.requires_grad) / 1e6, 4),
+        "denoiser_parameters_millions": round(count(module.denoiser.parameters()) / 1e6, 4),
     }
+
+
+def count(parameters: Iterable[nn.Parameter]) -> int:
+    return sum(p.numel() for p in parameters)
+
+
+def parameter_groups(module: nn.Module, default_lr: float | None) -> list[dict[str, Any]]:
+    """metadata.json's `parameter_groups`: each optimizer group's name, learning rate (before
+    the schedule; `default_lr`, the optimizer's, where the group sets none) and size."""
+    return [{"name": group["name"], "lr": group.get("lr", default_lr),
+             "parameters": count(group["params"])} for group in module.parameter_groups()]
 
 
 def _git(*args: str) -> str | None:
@@ -140,6 +152,11 @@ class RunRecord:
         evaluation = self.results["eval"]
         evaluation.update(values)
         evaluation["more_metrics"] = sorted({*evaluation.get("more_metrics", []), *values})
+        self._write()
+
+    def describe(self, key: str, value: Any) -> None:
+        """Add `key` to metadata.json (what the run is made of, e.g. its parameter groups)."""
+        self.metadata[key] = value
         self._write()
 
     def update_attempt(self, **values: Any) -> None:

@@ -1,0 +1,128 @@
+"""What training costs besides time: the FLOPs of a step and the process's peak memory."""
+
+from __future__ import annotations
+
+import gc
+import re
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.flop_counter import (
+    FlopCounterMode,
+    flop_registry,
+    register_flop_formula,
+    sdpa_backward_flop_count,
+    sdpa_flop_count,
+)
+
+from text2sign.module import UNCONDITIONAL_CAPTION
+
+GB = 1024**3
+aten = torch.ops.aten
+
+
+def _count_cpu_flash_attention() -> None:
+    """torch.utils.flop_counter counts SDPA's CUDA kernels but not the CPU's flash kernel, which
+    scaled_dot_product_attention runs on a CPU (torch 2.13): count it with the same formulas."""
+    forward = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    backward = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
+    if forward is not None and forward not in flop_registry:
+        register_flop_formula(forward)(
+            lambda q, k, v, *args, out_shape=None, **kwargs: sdpa_flop_count(q, k, v))
+    if backward is not None and backward not in flop_registry:
+        register_flop_formula(backward)(
+            lambda grad, q, k, v, *args, out_shape=None, **kwargs:
+            sdpa_backward_flop_count(grad, q, k, v))
+
+
+_count_cpu_flash_attention()
+
+
+def flop_counter() -> FlopCounterMode:
+    """torch.utils.flop_counter's counter, attention on a CPU included."""
+    return FlopCounterMode(display=False)
+
+
+def reset_peak_rss() -> bool:
+    """Reset the process's peak resident memory (Linux: /proc/self/clear_refs); False where
+    it cannot be reset."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss_gb() -> float | None:
+    """The process's peak resident memory since the last reset (Linux VmHWM); None elsewhere."""
+    try:
+        found = re.search(r"^VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
+    except OSError:
+        return None
+    return int(found.group(1)) * 1024 / GB if found else None
+
+
+class StepCost(pl.Callback):
+    """FLOPs of one training micro-batch, forward and backward (torch.utils.flop_counter on the
+    run's first one), and the process's peak resident memory while training: what a CPU run's
+    memory is (peak_memory_gb is CUDA's). A frozen text encoder encodes each caption once, not
+    every step: the counted batch's captions are encoded before counting. The peak is reset
+    when training starts, so each job of a sweep run in one process has its own; where it
+    cannot be reset (not Linux) it is not reported. Kept across attempts: the larger peak."""
+
+    def __init__(self):
+        self.flops: int | None = None
+        self.peak_gb: float | None = None  # of the earlier attempts
+        self._counter: FlopCounterMode | None = None
+        self._measuring = False
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        gc.collect()  # what earlier jobs of a sweep left unreachable in this process
+        self._measuring = reset_peak_rss()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.flops is None and self._counter is None:
+            encoder = pl_module.text_encoder
+            if not encoder.trainable:  # fills its cache: no random draw, the same features
+                encoder([*batch["caption"], UNCONDITIONAL_CAPTION])
+            self._counter = flop_counter()
+            self._counter.__enter__()
+
+    def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._counter is not None:
+            self._stop_counting()
+            self.flops = self._counter.get_total_flops()
+            self._counter = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._counter is not None:  # no backward (a skipped step): count the next batch
+            self._stop_counting()
+            self._counter = None
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.peak_gb, self._measuring = self._peak(), False
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if self._counter is not None:
+            self._stop_counting()
+            self._counter = None
+
+    def _stop_counting(self) -> None:
+        self._counter.__exit__(None, None, None)
+
+    def _peak(self) -> float | None:
+        now = peak_rss_gb() if self._measuring else None
+        known = [gb for gb in (self.peak_gb, now) if gb is not None]
+        return max(known) if known else None
+
+    def summary(self) -> dict[str, Any]:
+        peak = self._peak()
+        return {"flops_per_step": self.flops, "peak_rss_gb": None if peak is None else round(peak, 3)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"flops": self.flops, "peak_gb": self._peak()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.flops, self.peak_gb = state_dict["flops"], state_dict["peak_gb"]
