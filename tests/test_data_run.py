@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from data_fixtures import plant_gif_faults, write_gif_folder
 
 from text2sign.run.job import run
 
 
+@pytest.mark.slow  # a run of its own: the default suite keeps under 5 minutes
 def test_a_gif_folder_run_records_every_fault_and_its_split(tiny_config, tmp_path):
     root = write_gif_folder(tmp_path / "gifs", signers=5, clips_per_signer=4, num_frames=8)
     faults = plant_gif_faults(root)

@@ -104,12 +104,14 @@ def test_caption_retrieval_runs_on_file_data(tiny_config, tmp_path):
     assert evaluation["retrieval"]["num_candidates"] >= 2
 
 
+@pytest.mark.slow  # a run of its own: the default suite keeps under 5 minutes
 def test_retrieval_can_be_switched_off_and_says_so(tiny_config):
     evaluation = run(tiny_config("eval.retrieval.enabled=false"))["eval"]
     assert evaluation["caption_retrieval_acc"] is None
     assert "eval.retrieval.enabled=false" in evaluation["unavailable"]["caption_retrieval_acc"]
 
 
+@pytest.mark.slow  # a run of its own: the default suite keeps under 5 minutes
 def test_disabled_evaluation_is_reported_not_invented(tiny_config):
     evaluation = run(tiny_config("eval.enabled=false"))["eval"]
     assert evaluation["temporal_consistency"] is None and evaluation["fvd"] is None
@@ -149,6 +151,7 @@ def test_generate_writes_clips_for_any_prompt(tiny_config, tmp_path):
                            next(raw_module.denoiser.parameters()))
 
 
+@pytest.mark.slow  # a run of its own: the default suite keeps under 5 minutes
 def test_generate_rejects_missing_ema_and_bad_paths(tiny_config, tmp_path):
     run(tiny_config("ema=false"))
     with pytest.raises(ValueError, match="weights=raw"):
