@@ -96,6 +96,7 @@ def test_an_unconditional_model_ties_every_caption(tiny_config):
     assert evaluation["caption_retrieval_acc"] in {0, 0.25, 0.5, 0.75, 1.0}
 
 
+@pytest.mark.slow  # a run of its own: the default suite keeps under 5 minutes
 def test_caption_retrieval_runs_on_file_data(tiny_config, tmp_path):
     root = write_gif_folder(tmp_path / "gifs", signers=6, clips_per_signer=3)
     evaluation = run(tiny_config("data=gif_folder", f"data.root={root}", "data.split=random",
@@ -118,6 +119,7 @@ def test_disabled_evaluation_is_reported_not_invented(tiny_config):
     assert "eval.enabled=false" in evaluation["unavailable"]["fvd"]
 
 
+@pytest.mark.slow  # a run of its own: the default suite keeps under 5 minutes
 def test_train_false_evaluates_a_checkpoint_into_a_new_run(tiny_config, tmp_path):
     run(tiny_config())
     trained = json.loads((tmp_path / "results.json").read_text())["eval"]
