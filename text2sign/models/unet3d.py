@@ -171,6 +171,11 @@ class Attention(nn.Module):
         return t.view(b, n, self.num_heads, d // self.num_heads).transpose(1, 2)
 
 
+def feed_forward(dim: int) -> nn.Sequential:
+    """The transformer blocks' MLP: 4x wide, GELU."""
+    return nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+
 class TransformerBlock(nn.Module):
     """Spatial self-attention, text cross-attention, temporal self-attention, MLP."""
 
@@ -183,7 +188,7 @@ class TransformerBlock(nn.Module):
         self.norm_temporal = LayerNorm32(dim) if temporal_attention else None
         self.temporal = Attention(dim, num_heads) if temporal_attention else None
         self.norm_mlp = LayerNorm32(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        self.mlp = feed_forward(dim)
 
     def forward(
         self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None
@@ -221,7 +226,7 @@ class JointTransformerBlock(nn.Module):
         self.norm_cross = LayerNorm32(dim)
         self.cross = Attention(dim, num_heads, context_dim)
         self.norm_mlp = LayerNorm32(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        self.mlp = feed_forward(dim)
 
     def forward(
         self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None
