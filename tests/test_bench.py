@@ -74,8 +74,24 @@ def test_bench_writes_every_key_from_the_steps_it_timed(tmp_path, monkeypatch):
     # no GPU here: memory and MFU are unknown, and say why
     assert results["peak_memory_gb"] is None and "peak_memory_gb" in results["notes"]
     assert results["mfu"] is None and "mfu" in results["notes"]
-    assert results["peak_rss_gb"] > 0
+    assert results["peak_rss_gb"] > 0 and results["complete"] is True
     assert list(tmp_path.iterdir()) == [out]  # no Hydra output directory in the cwd
+
+
+def test_a_bench_killed_before_its_end_keeps_the_figures_it_measured(tmp_path, monkeypatch):
+    """A time limit that stops the bench in its last part (the largest batch, on a GPU)."""
+    def killed(*args):
+        raise KeyboardInterrupt("the time limit")
+
+    monkeypatch.setattr(bench, "largest_batch", killed)
+    out = tmp_path / "bench.json"
+    with pytest.raises(KeyboardInterrupt):
+        bench.main([*QUICK, f"bench.out={out}"])
+    results = json.loads(out.read_text())
+    assert results["complete"] is False and "largest_batch" not in results
+    for key in ("lightning_step_ms", "inference_ms_per_clip", "eager_fp32_step_ms"):
+        assert results[key] > 0, key
+    assert results["overrides"][-1] == f"bench.out={out}"
 
 
 def test_bench_rejects_an_unknown_key():

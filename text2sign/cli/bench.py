@@ -24,7 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from typing import Any
 
@@ -271,12 +271,29 @@ def peak_flops(name: str, precision: str, tf32: bool) -> float | None:
 
 
 # ------------------------------------------------------------------------------------ main
-def run(cfg: DictConfig, bench: DictConfig) -> dict[str, Any]:
-    """Every figure of the benchmark for a composed train config."""
+def run(cfg: DictConfig, bench: DictConfig,
+        save: Callable[[dict[str, Any]], None] = lambda results: None) -> dict[str, Any]:
+    """Every figure of the benchmark for a composed train config.
+
+    `save(results)` is called after each part with the figures so far (`complete` false until
+    the last), so that a bench killed by a time limit keeps what it measured.
+    """
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     warmup, precision = bench.warmup_steps, str(cfg.trainer.precision)
     pl.seed_everything(cfg.seed, workers=True)
     batches = first_batches(cfg, warmup + bench.steps + 1)
+    name = device_name(device)
+    results: dict[str, Any] = {
+        "device": name, "complete": False, "batch_size": len(batches[0]["caption"]),
+        "precision": precision, "perf": OmegaConf.to_container(cfg.perf),
+        "settings": OmegaConf.to_container(bench),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "pytorch_lightning": pl.__version__,
+                     "cuda": torch.version.cuda if device.type == "cuda" else None},
+        "notes": {},
+    }
+    notes = results["notes"]
+
     module = build_module(cfg).to(device)
     warm_caption_cache(module, batches)
     if device.type == "cuda":
@@ -288,53 +305,43 @@ def run(cfg: DictConfig, bench: DictConfig) -> dict[str, Any]:
                                                cfg.trainer.gradient_clip_val), warmup)
     lightning, plain = median_of(lightning_times), median_of(plain_times)
     peak_memory = torch.cuda.max_memory_allocated(device) / GB if device.type == "cuda" else None
-    inference = inference_ms(module, batches[0]["caption"][0], bench, device)
-    encoder = text_encoder_ms(cfg, batches, device, bench.encoder_repeats)
-    max_batch = largest_batch(module, batches[0], device, precision, bench.largest_batch_limit)
-    del module
+    if peak_memory is None:
+        notes["peak_memory_gb"] = "no CUDA device: see peak_rss_gb (the process's peak RSS)"
+    results.update(lightning_step_ms=lightning, plain_step_ms=plain,
+                   overhead_ratio=lightning / plain,
+                   clips_per_s=results["batch_size"] / lightning * 1000,
+                   peak_memory_gb=peak_memory)
+    save(results)
 
-    eager_cfg = eager_fp32_config(cfg)
-    eager = build_module(eager_cfg).to(device)
+    results["inference_ms_per_clip"] = inference_ms(module, batches[0]["caption"][0], bench,
+                                                    device)
+    results["text_encoder_ms_per_step"] = text_encoder_ms(cfg, batches, device,
+                                                          bench.encoder_repeats)
+    save(results)
+
+    eager = build_module(eager_fp32_config(cfg)).to(device)
     warm_caption_cache(eager, batches)
     flops = count_flops(eager, batches[0], device)
     eager_ms = median_of(step_times(plain_stamps(eager, batches, device, "32-true",
                                                  cfg.trainer.gradient_clip_val), warmup))
+    del eager
     FastPath(**cfg.perf).apply_global_settings()  # the eager module switched TF32 off
-
-    name = device_name(device)
     peak = peak_flops(name, precision, cfg.perf.tf32) if device.type == "cuda" else None
-    batch_size = len(batches[0]["caption"])
-    notes = {}
-    if peak_memory is None:
-        notes["peak_memory_gb"] = "no CUDA device: see peak_rss_gb (the process's peak RSS)"
-    if max_batch is None:
-        notes["largest_batch"] = "measured on a GPU only (the CPU has no fixed memory limit)"
     if peak is None:
         notes["mfu"] = f"peak FLOP/s of {name!r} at {precision} unknown (bench.PEAK_FLOPS)"
-    return {
-        "device": name,
-        "lightning_step_ms": lightning,
-        "plain_step_ms": plain,
-        "overhead_ratio": lightning / plain,
-        "eager_fp32_step_ms": eager_ms,
-        "speedup_vs_eager_fp32": eager_ms / lightning,
-        "clips_per_s": batch_size / lightning * 1000,
-        "peak_memory_gb": peak_memory,
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB,
-        "mfu": None if peak is None else flops / (lightning / 1000) / peak,
-        "flops_per_step": flops,
-        "inference_ms_per_clip": inference,
-        "text_encoder_ms_per_step": encoder,
-        "batch_size": batch_size,
-        "largest_batch": max_batch,
-        "precision": precision,
-        "perf": OmegaConf.to_container(cfg.perf),
-        "settings": OmegaConf.to_container(bench),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "pytorch_lightning": pl.__version__,
-                     "cuda": torch.version.cuda if device.type == "cuda" else None},
-        "notes": notes,
-    }
+    results.update(eager_fp32_step_ms=eager_ms, speedup_vs_eager_fp32=eager_ms / lightning,
+                   flops_per_step=flops,
+                   mfu=None if peak is None else flops / (lightning / 1000) / peak)
+    save(results)
+
+    # last: on a GPU it compiles and steps up to bench.largest_batch_limit clips
+    results["largest_batch"] = largest_batch(module, batches[0], device, precision,
+                                             bench.largest_batch_limit)
+    if results["largest_batch"] is None:
+        notes["largest_batch"] = "measured on a GPU only (the CPU has no fixed memory limit)"
+    results["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB
+    results["complete"] = True
+    return results
 
 
 def table(results: dict[str, Any]) -> str:
@@ -357,12 +364,16 @@ def main(argv: Iterable[str] | None = None) -> dict[str, Any]:
     overrides = list(sys.argv[1:] if argv is None else argv)
     with tempfile.TemporaryDirectory(prefix="text2sign-bench-") as run_dir:
         cfg, bench = compose_configs(overrides, run_dir)
+
+        def save(results: dict[str, Any]) -> None:
+            if bench.out:
+                atomic_write_json(bench.out, {**results, "overrides": overrides})
+
         with known_warnings_silenced():
-            results = run(cfg, bench)
+            results = run(cfg, bench, save)
     results["overrides"] = overrides
+    save(results)
     print(table(results))
-    if bench.out:
-        atomic_write_json(bench.out, results)
     return results
 
 
