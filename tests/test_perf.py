@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from pytorch_lightning.plugins.precision import MixedPrecision
 
 from text2sign.data.synthetic import SyntheticSignDataset
 from text2sign.models import unet3d
@@ -194,6 +198,46 @@ def test_fused_optimizer_auto_is_off_on_cpu_and_rejected_where_unsupported(tiny_
     assert not module.configure_optimizers()["optimizer"].defaults["fused"]
     with pytest.raises(ValueError, match="no fused kernel"):
         FastPath(fused_optimizer=True).optimizer_options(torch.optim.Adadelta, [torch.zeros(1)])
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "32-true"])
+def test_fused_adamw_clips_gradients_under_lightning_amp(tiny_config, precision):
+    """scale=full's recipe on a GPU: bf16-mixed, fused AdamW (auto) and gradient clipping.
+    Lightning's AMP plugin refuses to clip for a fused optimizer; the module clips itself."""
+    clip = 1e-3  # far under the gradient norm of a first step
+
+    class GradientNorm(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args):  # before the next zero_grad
+            self.norm = torch.linalg.vector_norm(torch.stack(
+                [p.grad.norm() for p in pl_module.parameters() if p.grad is not None]))
+
+    cfg = tiny_config(f"trainer.precision={precision}", "perf.fused_optimizer=true")
+    module, norm = build_module(cfg), GradientNorm()
+    trainer = pl.Trainer(max_steps=1, precision=precision, gradient_clip_val=clip,
+                         callbacks=[norm], logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, datamodule=instantiate(cfg.data))
+    assert trainer.optimizers[0].defaults["fused"] is True
+    assert 0 < norm.norm <= clip * 1.001
+
+
+def test_fused_adamw_under_fp16_unscales_before_clipping(tiny_config, monkeypatch):
+    """16-mixed (a GPU's GradScaler; here the CPU's): the gradients are unscaled, then clipped,
+    and the scaler's step does not unscale them a second time."""
+    module = build_module(tiny_config("perf.fused_optimizer=true"))
+    optimizer = torch.optim.AdamW(module.parameters(), lr=0.0, fused=True)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    plugin = MixedPrecision("16-mixed", "cpu", scaler)
+    monkeypatch.setattr(type(module), "trainer", property(lambda self: SimpleNamespace(precision_plugin=plugin)))
+    x0, captions, t, noise = batch_and_noise()
+    scaler.scale(module.diffusion_loss(x0, captions, t, noise)).backward()
+    module.configure_gradient_clipping(optimizer, gradient_clip_val=1e-3, gradient_clip_algorithm="norm")
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in module.parameters()
+                                                 if p.grad is not None]))
+    assert 0 < norm <= 1e-3 * 1.001
+    with pytest.raises(RuntimeError, match="already been called"):
+        scaler.unscale_(optimizer)  # unscaled before the clipping: step() will not unscale again
+    scaler.step(optimizer)
 
 
 def test_padding_the_text_tokens_for_compilation_changes_nothing():

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.plugins.precision import Precision
 from torch import nn
 
 from text2sign.models.diffusion import Diffusion
@@ -238,6 +239,21 @@ class TextToSignModule(pl.LightningModule):
             return optimizer
         scheduler = self.lr_scheduler_factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer,
+                                    gradient_clip_val: float | None = None,
+                                    gradient_clip_algorithm: str | None = None) -> None:
+        """Lightning's AMP plugin refuses to clip for an optimizer that unscales its own
+        gradients (the fast path's fused AdamW), even in bf16, which has no loss scale. Unscale
+        first where there is a scale (fp16), then clip as Lightning's plain plugin does."""
+        if not (gradient_clip_val and getattr(optimizer, "_step_supports_amp_scaling", False)):
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val,
+                                                       gradient_clip_algorithm)
+        plugin = self.trainer.precision_plugin
+        if getattr(plugin, "scaler", None) is not None:
+            plugin.scaler.unscale_(optimizer)  # its step() then skips the unscaling
+        Precision.clip_gradients(plugin, optimizer, gradient_clip_val,
+                                 gradient_clip_algorithm or "norm")
 
     # ----------------------------------------------------------------------------- sampling
     @torch.no_grad()
