@@ -29,12 +29,15 @@ run() {
 extra=("$@")
 bench() {  # bench NAME [override ...]
   local name=$1; shift
-  run 300 "bench $name" "$py" -m text2sign.cli.bench scale=full "${extra[@]}" "$@" \
+  run 600 "bench $name" "$py" -m text2sign.cli.bench scale=full "${extra[@]}" "$@" \
     bench.out="$out/bench_$name.json"
 }
 
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+"$py" -c "import torch, pytorch_lightning as pl; print('torch', torch.__version__, 'cudnn', \
+  torch.backends.cudnn.version(), 'pytorch_lightning', pl.__version__)"
 bench default
-run 300 "scale=full run" "$py" train.py scale=full "${extra[@]}" hydra.run.dir="$out/run_full" \
+run 600 "scale=full run" "$py" train.py scale=full "${extra[@]}" hydra.run.dir="$out/run_full" \
   trainer.max_steps=300 trainer.val_check_interval=150 trainer.limit_val_batches=4 \
   callbacks.last_checkpoint.every_n_train_steps=150 eval.num_videos=32
 tar -czf "$out/run_full.tar.gz" -C "$out" --exclude=checkpoints run_full && rm -rf "$out/run_full"
