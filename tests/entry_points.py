@@ -6,6 +6,7 @@ from __future__ import annotations
 import runpy
 import sys
 import warnings
+from types import SimpleNamespace
 
 from conftest import ROOT
 from hydra.core.global_hydra import GlobalHydra
@@ -30,3 +31,14 @@ def command(program: str, *args: str) -> str | int | None:
         sys.argv = argv
         GlobalHydra.instance().clear()
     return None
+
+
+def train(capfd, *args: str) -> SimpleNamespace:
+    """`python train.py ARGS` run by `command`: its exit status and what it printed, as
+    subprocess.run(..., capture_output=True) gives them."""
+    capfd.readouterr()
+    code = command("train.py", *args)
+    stdout, stderr = capfd.readouterr()
+    if isinstance(code, str):  # sys.exit(message): printed to stderr, exit status 1
+        return SimpleNamespace(returncode=1, stdout=stdout, stderr=stderr + code)
+    return SimpleNamespace(returncode=code or 0, stdout=stdout, stderr=stderr)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from conftest import CONF, TINY, compose_config, compose_hydra, compose_run, run_train
-from entry_points import command
+from conftest import CONF, TINY, compose_config, compose_hydra, compose_run
+from entry_points import command, train
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
@@ -146,8 +146,8 @@ def test_bad_union_and_literal_values_fail_before_the_run(tmp_path, override, ex
                                  "trainer.val_check_interval=0.5"], tmp_path))  # these fit
 
 
-def test_bad_override_on_the_command_line_stops_before_any_work(tmp_path):
-    result = run_train("ema=maybe", f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
+def test_bad_override_on_the_command_line_stops_before_any_work(tmp_path, capfd):
+    result = train(capfd, "ema=maybe", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode != 0
     assert "ema" in result.stderr and "maybe" in result.stderr
     assert not (tmp_path / "run" / "results.json").exists()

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 import time
 import urllib.request
 
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, TINY, compose_config
+from conftest import TINY, compose_config
+from entry_points import train
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -191,13 +190,11 @@ def test_generate_rejects_nonsense_values_before_sampling(tmp_path, values, mess
     assert not (tmp_path / "out").exists()
 
 
-def test_a_failed_run_says_why_in_its_log_and_bad_values_fail_before_any_work(tmp_path):
+def test_a_failed_run_says_why_in_its_log_and_bad_values_fail_before_any_work(tmp_path, capfd):
     """Items 14 and 8: train.log of a failed run held only its "run directory" line, and
     eval.steps=0 completed with metrics. Now the run fails at once, naming the key and the
     fix, with nothing written but its record and log."""
-    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *TINY, "eval.steps=0",
-                             f"hydra.run.dir={tmp_path}"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=240)
+    result = train(capfd, *TINY, "eval.steps=0", f"hydra.run.dir={tmp_path}")
     assert result.returncode != 0
     said = ("run failed: ValueError: eval.steps=0: the number of DDIM sampling steps must be >= 1, "
             f'e.g. eval.steps=50; status "failed" recorded in {tmp_path / "results.json"}')

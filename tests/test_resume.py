@@ -17,6 +17,7 @@ import pytest
 import torch
 from conftest import ROOT, TINY, compose_config, run_train
 from data_fixtures import truncate
+from entry_points import train
 
 from text2sign.callbacks.training_log import TrainingLog
 from text2sign.launch.sweep_summary import job_outcome
@@ -25,6 +26,7 @@ from text2sign.run.attempts import RunDirectoryInUse, plan_attempt
 from text2sign.run.checkpointing import AtomicCheckpointIO
 from text2sign.run.job import run
 from text2sign.run.record import plain
+from text2sign.schema import problems
 
 
 def summary(result) -> list[str]:
@@ -35,11 +37,14 @@ def summary(result) -> list[str]:
     return [lines[start].split("] ", 1)[1], *jobs]
 
 
-def test_a_sweep_run_again_skips_what_is_done_and_retries_failures_when_asked(tmp_path):
+def test_a_failing_job_does_not_stop_the_sweep_and_a_sweep_run_again_skips_what_is_done(
+        tmp_path, capfd):
+    """A job that fails is recorded and the sweep goes on; run again, the sweep skips what is
+    done and retries the failed job only when asked."""
     sweep = tmp_path / "sweep"
     command = ["-m", *TINY, "eval.enabled=false", "callbacks.ema.decay=0.9,1.5",
                f"hydra.sweep.dir={sweep}"]
-    first_run = run_train(*command)
+    first_run = train(capfd, *command)
     assert first_run.returncode == 1  # a job failed
     done = sweep / "callbacks.ema.decay-0.9+eval.enabled-False+scale-tiny"
     failed = sweep / "callbacks.ema.decay-1.5+eval.enabled-False+scale-tiny"
@@ -49,9 +54,17 @@ def test_a_sweep_run_again_skips_what_is_done_and_retries_failures_when_asked(tm
         f"completed {done.name}: attempt 1",
         f"failed    {failed.name}: {reason}"]
     first = {d: (d / "results.json").read_text() for d in (done, failed)}
-    assert json.loads(first[failed])["status"] == "failed"
+    records = {d.name: json.loads(text) for d, text in first.items()}
+    assert [r["status"] for r in records.values()] == ["completed", "failed"]
+    assert [problems(r) for r in records.values()] == [[], []]
+    factors = records[failed.name]["factors"]  # from Hydra's runtime
+    assert {k: factors[k] for k in ("scale", "data", "text_encoder", "callbacks.ema.decay",
+                                    "ema", "seed")} == {
+        "scale": "tiny", "data": "synthetic", "text_encoder": "frozen",
+        "callbacks.ema.decay": 1.5, "ema": True, "seed": 0}
+    assert not {"experiment", "hydra/launcher", "hydra.sweep.dir"} & set(factors)
 
-    again = run_train(*command)
+    again = train(capfd, *command)
     assert again.returncode == 1
     said = again.stdout + again.stderr
     assert "completed earlier: skipped" in said and "retry_failed=true" in said
@@ -61,7 +74,7 @@ def test_a_sweep_run_again_skips_what_is_done_and_retries_failures_when_asked(tm
         f"skipped   {failed.name}: failed earlier ({reason}); retry_failed=true runs it again"]
     assert {d: (d / "results.json").read_text() for d in first} == first  # untouched
 
-    retried = run_train(*command, "retry_failed=true")
+    retried = train(capfd, *command, "retry_failed=true")
     assert retried.returncode == 1
     assert summary(retried)[0] == f"sweep {sweep}: 0 completed, 1 failed, 1 skipped"
     assert (done / "results.json").read_text() == first[done]
