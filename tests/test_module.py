@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import partial
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -43,7 +42,6 @@ def fixed_batch(n=4):
 def test_overfits_a_fixed_batch(text_encoder):
     """Loss at fixed timesteps and noise falls by a large factor on one repeated batch."""
     module = make_module(text_encoder, cond_drop_prob=0.0)
-    module._log_step_loss = lambda loss: None  # no trainer attached
     batch = fixed_batch()
     optimizer = module.configure_optimizers()
 
@@ -64,17 +62,42 @@ def test_step_loss_is_the_mean_over_accumulated_micro_batches(text_encoder):
     module = make_module(text_encoder)
     logged = []
     module.log = lambda name, value, **kw: logged.append((name, float(value)))
-    module._trainer = SimpleNamespace(accumulate_grad_batches=3, is_last_batch=False)
-    for loss in [1.0, 2.0, 6.0, 4.0]:
-        module._log_step_loss(torch.tensor(loss))
-    assert logged == [("train/loss", 3.0)]  # one value per optimizer step, not per micro-batch
+    optimizer = module.configure_optimizers()
+    for step in ([1.0, 2.0, 6.0], [4.0]):  # 3 micro-batches, then the epoch's last one
+        module._micro_batch_losses += [torch.tensor(loss) for loss in step]
+        module.on_before_optimizer_step(optimizer)
+    assert logged == [("train/loss", 3.0), ("train/loss", 4.0)]  # one value per optimizer step
+
+
+class NoHostRead(torch.Tensor):
+    """A loss whose value must not be read on the host (on a GPU: a synchronisation)."""
+
+    def __bool__(self):
+        raise AssertionError("the loss was read on the host")
+
+    item = __float__ = __bool__
+
+
+def test_the_training_step_reads_no_loss_on_the_host_before_the_backward_pass(text_encoder,
+                                                                              monkeypatch):
+    """The non-finite check waits until the backward pass is queued (on_before_optimizer_step),
+    so that a GPU's host never waits for the forward pass inside a step."""
+    step_loss = TextToSignModule.step_loss
+    monkeypatch.setattr(TextToSignModule, "step_loss",
+                        lambda self, batch: step_loss(self, batch).as_subclass(NoHostRead))
+    module = make_module(text_encoder)
+    loss = module.training_step(fixed_batch(), 0)
+    loss.backward()
+    with pytest.raises(AssertionError, match="read on the host"):  # the check reads it here
+        module.on_before_optimizer_step(module.configure_optimizers())
 
 
 def test_nan_loss_stops_with_the_step_and_a_fix(text_encoder):
     module = make_module(text_encoder)
     module.denoiser.forward = lambda x, *args: torch.full_like(x, float("nan"))
+    module.training_step(fixed_batch(), 0)
     with pytest.raises(FloatingPointError, match="optimizer.lr"):
-        module.training_step(fixed_batch(), 0)
+        module.on_before_optimizer_step(module.configure_optimizers())
 
 
 def test_sample_returns_uint8_videos_fixed_by_the_seed(text_encoder):

@@ -157,13 +157,22 @@ class TextToSignModule(pl.LightningModule):
         noise = torch.randn(x0.shape, generator=rng, device=self.device, dtype=x0.dtype)
         return self.diffusion_loss(x0, captions, t, noise, self.diffusion.loss_weights(t))
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.step_loss(batch)
-        if self._on_any_rank(not torch.isfinite(loss)):
-            self._nonfinite(loss)
-            return None  # Lightning then skips the backward pass and the optimizer step
-        self._log_step_loss(loss.detach())
+        self._micro_batch_losses.append(loss.detach())
         return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Check and log the loss of the step (the mean over its micro-batches). Here, after
+        the backward pass, not in training_step: reading the loss before the backward pass
+        would make the host wait for the forward pass on a GPU, inside every step."""
+        step_loss = torch.stack(self._micro_batch_losses).mean()
+        self._micro_batch_losses.clear()
+        if self._on_any_rank(not torch.isfinite(step_loss)):
+            self._nonfinite(step_loss, optimizer)
+            return
+        self.log("train/loss", step_loss, on_step=True, on_epoch=False, prog_bar=True,
+                 sync_dist=True)  # the mean over DDP ranks
 
     def _on_any_rank(self, flag: bool) -> bool:
         """True on every rank if it is on one: a step skipped on one DDP rank only would hang."""
@@ -176,28 +185,21 @@ class TextToSignModule(pl.LightningModule):
         self.micro_batches += 1
         return generator(*key, device=self.device)
 
-    def _nonfinite(self, loss: torch.Tensor) -> None:
-        """Stop the run (nonfinite_loss=fail) or count a skipped step (skip)."""
+    def _nonfinite(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """Stop the run (nonfinite_loss=fail) or skip the optimizer step and count it (skip)."""
         if self.nonfinite_loss == NonFiniteLoss.fail:
             raise NonFiniteLossError(
                 f"training loss is {loss.item()} at step {self.global_step}: lower optimizer.lr, "
                 "set trainer.gradient_clip_val, or model.nonfinite_loss=skip to skip such steps"
             )
         self.skipped_steps += 1
-        self._micro_batch_losses.clear()
+        # the optimizer steps no parameter without a gradient; under fp16 the GradScaler, which
+        # needs the gradients, finds them non-finite and skips the step itself
+        if getattr(self.trainer.precision_plugin, "scaler", None) is None:
+            optimizer.zero_grad(set_to_none=True)
         log.warning("non-finite training loss at step %d: step skipped (%d so far)",
                     self.global_step, self.skipped_steps)
         self.log("train/skipped_steps", float(self.skipped_steps), on_step=True, on_epoch=False)
-
-    def _log_step_loss(self, loss: torch.Tensor) -> None:
-        """Log the mean over the micro-batches of one optimizer step (gradient accumulation)."""
-        self._micro_batch_losses.append(loss)
-        accumulate = self.trainer.accumulate_grad_batches
-        if len(self._micro_batch_losses) == accumulate or self.trainer.is_last_batch:
-            step_loss = torch.stack(self._micro_batch_losses).mean()
-            self._micro_batch_losses.clear()
-            self.log("train/loss", step_loss, on_step=True, on_epoch=False, prog_bar=True,
-                     sync_dist=True)  # the mean over DDP ranks
 
     def validation_loss(self, batch: dict, seed: int) -> torch.Tensor:
         """Loss at the fixed `val_timesteps` with noise fixed by `seed`, so that it is
