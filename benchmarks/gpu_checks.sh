@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The GPU figures of README "Performance", in one pass on one GPU:
-#   1. the bench at scale=full (the fast path's defaults), then its variants while time is left;
-#   2. a short real scale=full run: training, validation, evaluation and samples.
+# The GPU figures of README "Performance", in one pass on one GPU, most wanted first:
+#   1. the bench at scale=full (the fast path's defaults), with a profile of 5 steps;
+#   2. a short real scale=full run: training, validation, evaluation and samples;
+#   3. the bench's variants (eager bf16, channels-last, CUDA graphs, checkpointing).
 # Usage: bash benchmarks/gpu_checks.sh OUT_DIR [SECONDS] [override ...]
-#   OUT_DIR: bench_<variant>.json, run_full.tar.gz (the run directory without checkpoints);
+#   OUT_DIR: bench_<variant>.json, bench_default.{lightning,plain}.trace.json, run_full.tar.gz
+#   (the run directory without checkpoints);
 #   SECONDS: the time this script may take (default 3600); parts that would not fit are skipped;
 #   overrides go to every command (e.g. text_encoder.name=/path/to/encoder).
 set -u -o pipefail
@@ -36,7 +38,7 @@ bench() {  # bench NAME [override ...]
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 "$py" -c "import torch, pytorch_lightning as pl; print('torch', torch.__version__, 'cudnn', \
   torch.backends.cudnn.version(), 'pytorch_lightning', pl.__version__)"
-bench default
+bench default bench.profile_steps=5
 run 600 "scale=full run" "$py" train.py scale=full "${extra[@]}" hydra.run.dir="$out/run_full" \
   trainer.max_steps=300 trainer.val_check_interval=150 trainer.limit_val_batches=4 \
   callbacks.last_checkpoint.every_n_train_steps=150 eval.num_videos=32

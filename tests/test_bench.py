@@ -94,6 +94,18 @@ def test_a_bench_killed_before_its_end_keeps_the_figures_it_measured(tmp_path, m
     assert results["overrides"][-1] == f"bench.out={out}"
 
 
+def test_the_profile_names_the_operators_that_took_the_time(tmp_path):
+    out = tmp_path / "bench.json"
+    results = bench.main([*QUICK, "bench.profile_steps=2", f"bench.out={out}"])
+    assert json.loads(out.read_text())["profile"] == results["profile"]
+    for loop in ("lightning", "plain"):
+        ops = results["profile"][loop]
+        times = [op["self_cpu_ms"] for op in ops]
+        assert len(ops) == 20 and times == sorted(times, reverse=True) and times[0] > 0
+        assert any("conv" in op["name"] for op in ops), ops  # the denoiser's work was seen
+        assert (tmp_path / f"bench.{loop}.trace.json").stat().st_size > 0
+
+
 def test_bench_rejects_an_unknown_key():
     with pytest.raises(ConfigKeyError, match="Key 'nope' not in 'BenchConfig'"):
         bench.main(["scale=tiny", "bench.nope=1"])

@@ -99,6 +99,7 @@ class BenchConfig:
     sample_repeats: int = MISSING
     encoder_repeats: int = MISSING
     largest_batch_limit: int = MISSING
+    profile_steps: int = MISSING
 
 
 # ------------------------------------------------------------------------- schemas of conf/

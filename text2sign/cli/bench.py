@@ -34,6 +34,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.data import DataLoader
 
 from text2sign.callbacks.step_cost import flop_counter
@@ -222,6 +223,41 @@ def count_flops(module: TextToSignModule, batch: dict, device: torch.device) -> 
 
 
 # ------------------------------------------------------------------------------ other parts
+def profile_loops(cfg: DictConfig, module: TextToSignModule, batches: list[dict],
+                  device: torch.device, trace_prefix: str | None) -> dict[str, list[dict]]:
+    """torch.profiler over a Lightning fit and the plain loop of `batches`, after the timed
+    loops (compiled and warm): for each, the operators that took the most time on the device
+    (the CPU without one), and a Chrome trace `<trace_prefix>.<loop>.trace.json` if given."""
+    on_gpu = device.type == "cuda"
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if on_gpu else [])]
+    loops = {
+        "lightning": lambda: lightning_stamps(cfg, module, batches, device),
+        "plain": lambda: plain_stamps(module, batches, device, str(cfg.trainer.precision),
+                                      cfg.trainer.gradient_clip_val),
+    }
+    tops = {}
+    for name, loop in loops.items():
+        with profile(activities=activities) as profiler:
+            loop()
+        if trace_prefix:
+            profiler.export_chrome_trace(f"{trace_prefix}.{name}.trace.json")
+        tops[name] = top_operators(profiler.key_averages(), on_gpu)
+    return tops
+
+
+def top_operators(events, on_gpu: bool, n: int = 20) -> list[dict]:
+    """The `n` operators with the most self time on the device (on_gpu) or the CPU."""
+    def device_ms(event) -> float:
+        return event.self_device_time_total / 1000
+
+    def cpu_ms(event) -> float:
+        return event.self_cpu_time_total / 1000
+
+    ranked = sorted(events, key=device_ms if on_gpu else cpu_ms, reverse=True)[:n]
+    return [{"name": e.key, "calls": e.count, "self_cpu_ms": round(cpu_ms(e), 3),
+             "self_device_ms": round(device_ms(e), 3) if on_gpu else None} for e in ranked]
+
+
 def text_encoder_ms(cfg: DictConfig, batches: list[dict], device: torch.device,
                     repeats: int) -> dict[str, float]:
     """Milliseconds per training step of the encoder: frozen once every caption is cached,
@@ -328,6 +364,12 @@ def run(cfg: DictConfig, bench: DictConfig,
                    mfu=None if peak is None else flops / (lightning / 1000) / peak)
     save(results)
 
+    if bench.profile_steps:
+        trace_prefix = str(bench.out).removesuffix(".json") if bench.out else None
+        results["profile"] = profile_loops(cfg, module, batches[:bench.profile_steps], device,
+                                           trace_prefix)
+        save(results)
+
     # sampling shapes recompile: after the figures above
     results["inference_ms_per_clip"] = inference_ms(module, batches[0]["caption"][0], bench,
                                                     device)
@@ -347,8 +389,12 @@ def run(cfg: DictConfig, bench: DictConfig,
 
 def table(results: dict[str, Any]) -> str:
     """The figures as an aligned two-column table."""
-    rows = [(k, v) for k, v in results.items() if k not in ("perf", "settings", "notes")]
+    rows = [(k, v) for k, v in results.items()
+            if k not in ("perf", "settings", "notes", "profile")]
     rows += [(f"note: {k}", v) for k, v in results["notes"].items()]
+    for loop, ops in results.get("profile", {}).items():
+        rows += [(f"profile: {loop} #{i + 1}", f"{op['name']}: {fmt(op['self_device_ms'] or op['self_cpu_ms'])} ms")
+                 for i, op in enumerate(ops[:5])]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {fmt(v)}" for k, v in rows)
 
