@@ -50,10 +50,8 @@ KNOWN_WARNINGS = (
     # The frozen text encoder is in eval mode on purpose; the second is internal to Lightning.
     r".*module\(s\) in eval mode.*",
     r".*isinstance\(treespec, LeafSpec\).*",
-    # The batch sampler resumes mid-epoch from the global step (data/sampler.py), not Lightning;
-    # a step skipped for a non-finite loss (model.nonfinite_loss=skip) is logged by the module.
+    # The batch sampler resumes mid-epoch from the global step (data/sampler.py), not Lightning.
     r".*your dataloader is not resumable.*",
-    r".*`training_step` returned `None`.*",
 )
 
 
