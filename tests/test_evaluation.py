@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
-from conftest import CONF
+from conftest import CONF, TINY, compose_config
 from data_fixtures import write_gif_folder
 from omegaconf import OmegaConf
 
@@ -55,8 +56,16 @@ def test_real_clips_score_better_than_mismatched_ones(tmp_path):
     assert same["temporal_consistency"] == same["temporal_consistency_real"]
 
 
-def test_a_run_fills_eval_and_writes_samples(tiny_config, tmp_path):
-    results = run(tiny_config())
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """One scale=tiny run of the default config, shared by the tests that only read it:
+    (what run() returned, its directory)."""
+    run_dir = tmp_path_factory.mktemp("default_run")
+    return run(compose_config(TINY, run_dir)), run_dir
+
+
+def test_a_run_fills_eval_and_writes_samples(default_run):
+    results, tmp_path = default_run
     evaluation = results["eval"]
     assert evaluation["weights"] == "ema" and evaluation["num_videos"] == 4
     for name, value in evaluation.items():
@@ -79,8 +88,8 @@ def test_a_run_fills_eval_and_writes_samples(tiny_config, tmp_path):
 RETRIEVAL = ("caption_retrieval_acc", "caption_retrieval_chance", "text_loss_gap")
 
 
-def test_every_run_reports_caption_retrieval_with_intervals_and_settings(tiny_config):
-    evaluation = run(tiny_config())["eval"]
+def test_every_run_reports_caption_retrieval_with_intervals_and_settings(default_run):
+    evaluation = default_run[0]["eval"]
     for name in ("caption_retrieval_acc", "text_loss_gap"):
         low, value, high = (evaluation[f"{name}{end}"] for end in ("_ci_low", "", "_ci_high"))
         assert low <= value <= high
@@ -105,27 +114,22 @@ def test_caption_retrieval_runs_on_file_data(tiny_config, tmp_path):
     assert evaluation["retrieval"]["num_candidates"] >= 2
 
 
-@pytest.mark.slow  # a run of its own: the default suite keeps under 5 minutes
 def test_retrieval_can_be_switched_off_and_says_so(tiny_config):
     evaluation = run(tiny_config("eval.retrieval.enabled=false"))["eval"]
     assert evaluation["caption_retrieval_acc"] is None
     assert "eval.retrieval.enabled=false" in evaluation["unavailable"]["caption_retrieval_acc"]
 
 
-@pytest.mark.slow  # a run of its own: the default suite keeps under 5 minutes
 def test_disabled_evaluation_is_reported_not_invented(tiny_config):
     evaluation = run(tiny_config("eval.enabled=false"))["eval"]
     assert evaluation["temporal_consistency"] is None and evaluation["fvd"] is None
     assert "eval.enabled=false" in evaluation["unavailable"]["fvd"]
 
 
-@pytest.mark.slow  # a run of its own: the default suite keeps under 5 minutes
-def test_train_false_evaluates_a_checkpoint_into_a_new_run(tiny_config, tmp_path):
-    run(tiny_config())
-    trained = json.loads((tmp_path / "results.json").read_text())["eval"]
-    checkpoint = tmp_path / "checkpoints" / "final.ckpt"
-    moved = tmp_path / "saved.ckpt"
-    checkpoint.rename(moved)
+def test_train_false_evaluates_a_checkpoint_into_a_new_run(tiny_config, tmp_path, default_run):
+    trained, run_dir = default_run[0]["eval"], default_run[1]
+    moved = tmp_path / "saved.ckpt"  # a checkpoint outside any run directory
+    shutil.copy(run_dir / "checkpoints" / "final.ckpt", moved)
     evaluated = run(tiny_config("train=false", f"ckpt_path={moved}"))
     assert evaluated["status"] == "completed"
     assert evaluated["eval"]["val_loss"] == pytest.approx(trained["val_loss"], rel=1e-5)
@@ -137,9 +141,8 @@ def test_train_false_without_a_checkpoint_names_the_key(tiny_config):
         run(tiny_config("train=false"))
 
 
-def test_generate_writes_clips_for_any_prompt(tiny_config, tmp_path):
-    run(tiny_config())
-    checkpoint = tmp_path / "checkpoints" / "final.ckpt"
+def test_generate_writes_clips_for_any_prompt(default_run, tmp_path):
+    checkpoint = default_run[1] / "checkpoints" / "final.ckpt"
     cfg = OmegaConf.create({"ckpt_path": str(checkpoint), "prompts": ["hello", "where school"],
                             "steps": 2, "guidance_scale": 2.0, "seed": 1, "weights": "auto",
                             "fps": 8})
@@ -153,7 +156,6 @@ def test_generate_writes_clips_for_any_prompt(tiny_config, tmp_path):
                            next(raw_module.denoiser.parameters()))
 
 
-@pytest.mark.slow  # a run of its own: the default suite keeps under 5 minutes
 def test_generate_rejects_missing_ema_and_bad_paths(tiny_config, tmp_path):
     run(tiny_config("ema=false"))
     with pytest.raises(ValueError, match="weights=raw"):
