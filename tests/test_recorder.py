@@ -17,6 +17,7 @@ from text2sign.analysis.collect import collect
 from text2sign.analysis.study import build_study
 from text2sign.cli.analyze import main as analyze
 from text2sign.recorder import NOT_GIVEN
+from text2sign.run.attempts import RunDirectoryInUse
 from text2sign.run.step_logs import GB, TRAINING_COLUMNS
 from text2sign.schema import problems
 
@@ -141,6 +142,16 @@ def test_a_run_that_raises_is_recorded_as_failed(tmp_path):
         "unavailable"]["fvd"]
     with pytest.raises(FileExistsError, match="holds a run already \\(status failed\\)"):
         AblationRunner("baseline", tmp_path, seed=3)  # nothing is overwritten
+
+
+def test_a_second_runner_of_a_run_in_progress_stops_at_once(tmp_path):
+    first = AblationRunner("baseline", tmp_path, seed=1)
+    with pytest.raises(RunDirectoryInUse, match="in use by process"):
+        AblationRunner("baseline", tmp_path, seed=1)  # another loop, or the same one started twice
+    first.save_results()
+    with pytest.raises(FileExistsError, match="status completed"):
+        AblationRunner("baseline", tmp_path, seed=1)
+    AblationRunner("baseline", tmp_path, seed=2).save_results()  # another run: its own folder
 
 
 def test_bad_input_is_named(tmp_path):

@@ -19,6 +19,7 @@ reads these runs like train.py's and mixes both: the factors are `ablation` (con
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from text2sign import schema
 from text2sign.config import job_dirname
 from text2sign.files import CsvLog, atomic_write_json
 from text2sign.json_schema import validate
+from text2sign.run.attempts import hold_run_directory
 from text2sign.run.record import RunRecord, one_line
 from text2sign.run.step_logs import (
     GB,
@@ -63,7 +65,10 @@ class AblationRunner:
                         "seed": seed}
         overrides = ",".join(f"{key}={value}" for key, value in sorted(self.factors.items()))
         self.run_dir = Path(save_dir) / job_dirname(overrides, 0)
+        self._lock = ExitStack()  # held until the run ends: a second runner of it stops at once
+        self._lock.enter_context(hold_run_directory(self.run_dir))
         if (self.run_dir / schema.NAME).exists():
+            self._lock.close()
             status = schema.read_results(self.run_dir / schema.NAME).get("status")
             raise FileExistsError(f"{self.run_dir} holds a run already (status {status}): remove "
                                   "the folder to run it again, or give another save_dir")
@@ -160,6 +165,7 @@ class AblationRunner:
         self.record.update("train", self._summary())
         self.record.update_attempt(train_time_s=self.record.results["train"]["time_s"])
         self.record.finish(status, error, interrupted)
+        self._lock.close()
 
     def _summary(self) -> dict[str, Any]:
         """results.json's train section from the logged steps."""
