@@ -15,7 +15,7 @@ import time
 import pytest
 import torch
 from conftest import ROOT, TINY
-from entry_points import command
+from entry_points import command, train
 
 # 4 batches an epoch, last.ckpt every 2 steps, validation (2 batches) after steps 3, 6, 9, 12
 LONGER = [*TINY, "trainer.max_steps=12", "data.num_train=16", "trainer.val_check_interval=3"]
@@ -53,6 +53,15 @@ def start(run_dir, kill_at: str | None = None, output=subprocess.PIPE) -> subpro
 def finish(process: subprocess.Popen) -> tuple[int, str]:
     output, _ = process.communicate(timeout=300)
     return process.returncode, output
+
+
+def restart(capfd, run_dir) -> str:
+    """The same command again, run in this process (the killed one was a process of its own,
+    `start`); what it printed."""
+    again = train(capfd, *LONGER, f"hydra.run.dir={run_dir}")
+    output = again.stdout + again.stderr
+    assert again.returncode == 0, output[-3000:]
+    return output
 
 
 def read_csv(path) -> list[dict]:
@@ -130,18 +139,17 @@ def assert_same_run(run_dir, whole) -> None:
 @pytest.mark.parametrize("phase", [
     pytest.param(phase, marks=[] if phase in FAST else [pytest.mark.slow]) for phase in PHASES])
 def test_killed_in_any_phase_and_restarted_a_run_ends_with_the_uninterrupted_record(
-        phase, uninterrupted, tmp_path):
+        phase, uninterrupted, tmp_path, capfd):
     kill_at, resume_point = PHASES[phase]
     code, output = finish(start(tmp_path, kill_at))
     assert code == -signal.SIGKILL, f"not killed at {kill_at}:\n{output[-3000:]}"
     assert json.loads((tmp_path / "results.json").read_text())["status"] == "running"
-    code, output = finish(start(tmp_path))  # the same command again
-    assert code == 0, output[-3000:]
-    assert f"resuming from checkpoints/{resume_point}" in output
+    again = restart(capfd, tmp_path)
+    assert f"resuming from checkpoints/{resume_point}" in again
     assert_same_run(tmp_path, uninterrupted)
 
 
-def test_sigkill_from_outside_at_a_random_step(uninterrupted, tmp_path):
+def test_sigkill_from_outside_at_a_random_step(uninterrupted, tmp_path, capfd):
     step = random.Random().randint(3, 11)  # last.ckpt of step 2 is written before row 3
     process = start(tmp_path, output=subprocess.DEVNULL)  # not read while it runs
     log = tmp_path / "training_metrics.csv"
@@ -152,7 +160,5 @@ def test_sigkill_from_outside_at_a_random_step(uninterrupted, tmp_path):
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
-    code, output = finish(start(tmp_path))
-    assert code == 0, output[-3000:]
-    assert "resuming from checkpoints/last.ckpt" in output, f"killed at step {step}"
+    assert "resuming from checkpoints/last.ckpt" in restart(capfd, tmp_path), f"killed at {step}"
     assert_same_run(tmp_path, uninterrupted)
