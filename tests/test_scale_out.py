@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 from conftest import TINY, compose_hydra, run_train
+from entry_points import train
 from hydra.utils import instantiate
 
 from text2sign.config import job_dirname
@@ -106,9 +107,9 @@ def test_ddp_on_two_cpu_processes_writes_each_file_once(tmp_path):
     assert results["status"] == "failed" and "nan at step 2" in results["error"]
 
 
-def test_the_parallel_launcher_runs_jobs_side_by_side(tmp_path):
+def test_the_parallel_launcher_runs_jobs_side_by_side(tmp_path, capfd):
     sweep = tmp_path / "sweep"
-    result = run_train("-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", *TINY,
+    result = train(capfd, "-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", *TINY,
                        "eval.enabled=false", "seed=0,1", f"hydra.sweep.dir={sweep}")
     assert result.returncode == 0, result.stderr[-3000:]
     runs = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/results.json"))]
