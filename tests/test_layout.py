@@ -23,3 +23,14 @@ def test_importing_every_module_installs_no_filter_and_registers_no_config():
     result = subprocess.run([sys.executable, "-c", IMPORT_ALL], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_ablation_runner_imports_no_lightning():
+    """README: a loop of your own needs no Lightning; AblationRunner takes train.py's run lock
+    (run/lock.py) without the rest of run/."""
+    check = ("import sys\nfrom text2sign import AblationRunner\n"
+             "print(sorted({'pytorch_lightning', 'lightning_fabric'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"

@@ -17,7 +17,7 @@ from text2sign.analysis.collect import collect
 from text2sign.analysis.study import build_study
 from text2sign.cli.analyze import main as analyze
 from text2sign.recorder import NOT_GIVEN
-from text2sign.run.attempts import RunDirectoryInUse
+from text2sign.run.lock import RunDirectoryInUse
 from text2sign.run.step_logs import GB, TRAINING_COLUMNS
 from text2sign.schema import problems
 

@@ -22,9 +22,10 @@ from entry_points import train
 from text2sign.callbacks.training_log import TrainingLog
 from text2sign.launch.sweep_summary import job_outcome
 from text2sign.module import TextToSignModule
-from text2sign.run.attempts import RunDirectoryInUse, plan_attempt
+from text2sign.run.attempts import plan_attempt
 from text2sign.run.checkpointing import AtomicCheckpointIO
 from text2sign.run.job import run
+from text2sign.run.lock import RunDirectoryInUse
 from text2sign.run.record import plain
 from text2sign.schema import problems
 
@@ -133,7 +134,7 @@ def hold(run_dir) -> subprocess.Popen:
     """Another process that holds `run_dir`, as a run training there would."""
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\n"
-         "from text2sign.run.attempts import hold_run_directory\n"
+         "from text2sign.run.lock import hold_run_directory\n"
          "with hold_run_directory(sys.argv[1]):\n"
          "    print('held', flush=True)\n"
          "    time.sleep(120)\n", str(run_dir)], stdout=subprocess.PIPE, text=True)

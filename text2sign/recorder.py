@@ -30,7 +30,7 @@ from text2sign import schema
 from text2sign.config import job_dirname
 from text2sign.files import CsvLog, atomic_write_json
 from text2sign.json_schema import validate
-from text2sign.run.attempts import hold_run_directory
+from text2sign.run.lock import hold_run_directory
 from text2sign.run.record import RunRecord, one_line
 from text2sign.run.step_logs import (
     GB,

@@ -14,7 +14,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from text2sign.run.attempts import held_by
+from text2sign.run.lock import held_by
 from text2sign.run.record import now_iso
 from text2sign.schema import read_results
 

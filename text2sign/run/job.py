@@ -30,15 +30,10 @@ from text2sign.launch.ddp import is_rank_zero, launches_workers, worker_launch
 from text2sign.launch.gpu_pool import share_cpu, use_own_gpu
 from text2sign.module import TextToSignModule
 from text2sign.perf import FastPath
-from text2sign.run.attempts import (
-    INTERRUPTIONS,
-    Plan,
-    RunDirectoryInUse,
-    hold_run_directory,
-    plan_attempt,
-)
+from text2sign.run.attempts import INTERRUPTIONS, Plan, plan_attempt
 from text2sign.run.checkpointing import StepCheckpoint, remove_partial_writes
 from text2sign.run.evaluate import evaluation_config, evaluation_factors
+from text2sign.run.lock import RunDirectoryInUse, hold_run_directory
 from text2sign.run.preflight import check_config
 from text2sign.run.record import RunRecord, one_line, parameter_counts, parameter_groups, plain
 
