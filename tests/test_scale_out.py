@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from conftest import TINY, compose_hydra, run_train
+from conftest import TINY, compose_hydra
 from entry_points import train
 from hydra.utils import instantiate
 
@@ -80,11 +80,13 @@ def test_the_launcher_configs_compose():
     assert hasattr(SlurmLauncher, "checkpoint")  # what submitit calls to requeue a job
 
 
-def test_ddp_on_two_cpu_processes_writes_each_file_once(tmp_path):
-    """A 2-job sweep of 2-process runs; the job with a huge learning rate hits a NaN loss."""
+def test_ddp_on_two_cpu_processes_writes_each_file_once(tmp_path, capfd, monkeypatch):
+    """A 2-job sweep of 2-process runs; the job with a huge learning rate hits a NaN loss.
+    Rank 0 is this process (Lightning starts rank 1 by running train.py again)."""
     sweep = tmp_path / "sweep"
-    result = run_train("-m", *TINY, "trainer=ddp", "trainer.devices=2", "optimizer.lr=1e-3,1e30",
-                       f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    result = train(capfd, "-m", *TINY, "trainer=ddp", "trainer.devices=2",
+                   "optimizer.lr=1e-3,1e30", f"hydra.sweep.dir={sweep}")
     assert result.returncode == 1, result.stderr[-3000:]  # one job failed
     assert f"sweep {sweep}: 1 completed, 1 failed, 0 skipped" in result.stdout + result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]  # no stray output dirs
