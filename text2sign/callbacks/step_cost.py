@@ -92,14 +92,7 @@ class StepCost(pl.Callback):
 
     def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._counter is not None:
-            self._stop_counting()
-            self.flops = self._counter.get_total_flops()
-            self._counter = None
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self._counter is not None:  # no backward (a skipped step): count the next batch
-            self._stop_counting()
-            self._counter = None
+            self.flops = self._stop_counting()
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.peak_gb, self._measuring = self._peak(), False
@@ -107,10 +100,12 @@ class StepCost(pl.Callback):
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if self._counter is not None:
             self._stop_counting()
-            self._counter = None
 
-    def _stop_counting(self) -> None:
+    def _stop_counting(self) -> int:
+        """Leave the counter; the FLOPs it counted."""
         self._counter.__exit__(None, None, None)
+        flops, self._counter = self._counter.get_total_flops(), None
+        return flops
 
     def _peak(self) -> float | None:
         now = peak_rss_gb() if self._measuring else None
