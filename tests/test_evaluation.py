@@ -10,11 +10,13 @@ import torch
 from conftest import CONF, TINY, compose_config
 from data_fixtures import write_gif_folder
 from omegaconf import OmegaConf
+from pytorch_lightning.strategies import SingleDeviceStrategy, Strategy
 
 from text2sign.callbacks.evaluation import Evaluation
 from text2sign.cli.generate import generate, load_module
 from text2sign.data.synthetic import SyntheticSignDataset
 from text2sign.metrics.suite import video_metrics
+from text2sign.module import TextToSignModule
 from text2sign.run.checkpointing import CheckpointError
 from text2sign.run.job import run
 
@@ -56,6 +58,41 @@ def test_real_clips_score_better_than_mismatched_ones(tmp_path):
     assert same["temporal_consistency"] == same["temporal_consistency_real"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def placements():
+    """Lightning places the module where it trains when fit or validate starts, and its
+    teardown moves it elsewhere when they end (on a GPU run: to the CPU, and back). Here the
+    elsewhere is float64, a move a CPU can show. Every sampling and caption-retrieval call
+    records the (device, dtype) of the weights and cached caption features it ran with."""
+    seen = []
+    teardown, sample, errors = Strategy.teardown, TextToSignModule.sample, TextToSignModule.caption_errors
+    model_to_device = SingleDeviceStrategy.model_to_device
+
+    def placed(strategy):
+        model_to_device(strategy)
+        strategy.model.float()
+
+    def displaced(strategy):
+        module = strategy.lightning_module
+        teardown(strategy)
+        if module is not None:
+            module.double()
+
+    def recorded(name, method):
+        def call(module, *args, **kwargs):
+            tensors = [*module.parameters(), *module.text_encoder._cache.values()]
+            seen.append((name, {(t.device, t.dtype) for t in tensors}))
+            return method(module, *args, **kwargs)
+        return call
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SingleDeviceStrategy, "model_to_device", placed)
+        patch.setattr(Strategy, "teardown", displaced)
+        patch.setattr(TextToSignModule, "sample", recorded("sample", sample))
+        patch.setattr(TextToSignModule, "caption_errors", recorded("caption_errors", errors))
+        yield seen
+
+
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
     """One scale=tiny run of the default config, shared by the tests that only read it:
@@ -86,6 +123,12 @@ def test_a_run_fills_eval_and_writes_samples(default_run):
 
 
 RETRIEVAL = ("caption_retrieval_acc", "caption_retrieval_chance", "text_loss_gap")
+
+
+def test_samples_and_evaluation_run_where_the_module_trained(default_run, placements):
+    assert default_run[0]["status"] == "completed"
+    assert {name for name, _ in placements} == {"sample", "caption_errors"}
+    assert all(where == {(torch.device("cpu"), torch.float32)} for _, where in placements)
 
 
 def test_every_run_reports_caption_retrieval_with_intervals_and_settings(default_run):
@@ -145,9 +188,9 @@ def test_generate_writes_clips_for_any_prompt(default_run, tmp_path):
     checkpoint = default_run[1] / "checkpoints" / "final.ckpt"
     cfg = OmegaConf.create({"ckpt_path": str(checkpoint), "prompts": ["hello", "where school"],
                             "steps": 2, "guidance_scale": 2.0, "seed": 1, "weights": "auto",
-                            "fps": 8})
+                            "fps": 8, "device": "auto"})
     index = generate(cfg, tmp_path / "generated")
-    assert index["weights"] == "ema"
+    assert index["weights"] == "ema" and index["device"] == "cpu"  # auto: no GPU here
     assert [p["text"] for p in index["prompts"]] == ["hello", "where school"]
     assert (tmp_path / "generated" / "where_school.gif").exists()
     ema_module, _ = load_module(checkpoint, "ema")

@@ -61,6 +61,27 @@ def test_cached_features_equal_a_direct_encoding(frozen):
     assert torch.equal(alone, cached[mask])
 
 
+def test_the_mask_is_none_when_no_caption_is_padded(frozen):
+    # decided on the host: the denoiser never reads a device tensor to find out
+    _, padded = frozen(["hello friend", "thank you very much"])
+    assert padded is not None and not bool(padded.all())
+    _, unpadded = frozen(["hello friend", "hello friend"])
+    assert unpadded is None
+
+
+def test_cached_features_move_with_the_encoder(frozen):
+    # Lightning moves the module to the CPU when a fit ends and back for the phases after it:
+    # cached captions must follow, or the denoiser gets them on the old device
+    frozen(["a cached caption"])
+    frozen.double()
+    try:
+        features, _ = frozen(["a cached caption", "thank you"])
+        assert features.dtype == torch.float64
+        assert {t.dtype for t in frozen._cache.values()} == {torch.float64}
+    finally:
+        frozen.float()
+
+
 def test_finetuned_last_layers_train_and_change():
     encoder = TextEncoder(trainable=True, trainable_layers=2, lr=1e-3)
     trainable = {n for n, p in encoder.named_parameters() if p.requires_grad}

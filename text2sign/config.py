@@ -84,6 +84,7 @@ class GenerateConfig:
     seed: int = MISSING
     weights: str = MISSING
     fps: int = MISSING
+    device: str = MISSING
 
 
 @dataclass

@@ -116,6 +116,9 @@ class TextToSignModule(pl.LightningModule):
         self.micro_batches = 0  # training batches so far: numbers the random draws
         self._micro_batch_losses: list[torch.Tensor] = []
         self.run_config: dict | None = None  # the resolved run config, kept in checkpoints
+        # where Lightning placed the module (device, dtype): its teardown moves it to the CPU,
+        # and the phases after training (samples, evaluation) run where it trained
+        self.placement = (self.device, self.dtype)
 
     # ----------------------------------------------------------------------------- training
     def denoising_errors(
@@ -218,6 +221,15 @@ class TextToSignModule(pl.LightningModule):
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(batch["caption"]),
                  sync_dist=True)
         return loss
+
+    def on_fit_start(self) -> None:
+        self.placement = (self.device, self.dtype)
+
+    on_validation_start = on_fit_start  # train=false validates without fitting
+
+    def to_placement(self) -> TextToSignModule:
+        """Back where Lightning last trained or validated the module (`placement`)."""
+        return self.to(*self.placement)
 
     def configure_model(self) -> None:
         """Lightning's hook before fit, validate and test (generate and the bench call it too):

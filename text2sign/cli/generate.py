@@ -4,7 +4,7 @@
 
 Writes a GIF and an MP4 per prompt, grid.png and index.json (each prompt's files) into
 outputs/generate/<date>_<time>_<id>/. The model is rebuilt from the run config stored in the
-checkpoint.
+checkpoint, on the GPU when there is one (`device=`).
 """
 
 from __future__ import annotations
@@ -27,14 +27,16 @@ from text2sign.run.job import build_module
 log = logging.getLogger(__name__)
 
 
-def load_module(ckpt_path: str | Path, weights: str = "auto") -> tuple[TextToSignModule, str]:
-    """Rebuild the module of a checkpoint; returns it with the weights used ("ema" or "raw")."""
+def load_module(ckpt_path: str | Path, weights: str = "auto",
+                device: torch.device | str = "cpu") -> tuple[TextToSignModule, str]:
+    """Rebuild the module of a checkpoint on `device`; returns it with the weights used
+    ("ema" or "raw")."""
     if weights not in ("auto", "ema", "raw"):
         raise ValueError(f"weights={weights!r}: use auto, ema or raw")
     path = Path(ckpt_path)
     checkpoint = read_checkpoint(path)
     config = checkpoint["text2sign_config"]
-    module = build_module(OmegaConf.create(config))
+    module = build_module(OmegaConf.create(config)).to(device)
     module.configure_model()  # the fast path, as Lightning applies it before a fit
     module.on_load_checkpoint(checkpoint)
     module.load_state_dict(checkpoint["state_dict"])
@@ -51,13 +53,27 @@ def load_module(ckpt_path: str | Path, weights: str = "auto") -> tuple[TextToSig
     return module.eval(), "ema"
 
 
+def torch_device(name: str) -> torch.device:
+    """`device=`: auto (CUDA when available), or any torch device name; named when bad."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"device={name!r} is not a device: use auto, cpu, cuda or cuda:N") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name}: this machine has no CUDA device; use device=auto or cpu")
+    return device
+
+
 def generate(cfg: DictConfig, out_dir: Path) -> dict:
     prompts = check_prompts(cfg.prompts, "prompts")
     check_sampling(cfg.steps, cfg.guidance_scale, cfg.fps, "")  # before the model is loaded
-    module, weights = load_module(cfg.ckpt_path, cfg.weights)
+    device = torch_device(cfg.device)
+    module, weights = load_module(cfg.ckpt_path, cfg.weights, device)
     videos = module.sample(prompts, cfg.steps, cfg.guidance_scale, cfg.seed)
     settings = {"seed": cfg.seed, "steps": cfg.steps, "guidance_scale": cfg.guidance_scale,
-                "weights": weights, "ckpt_path": str(cfg.ckpt_path)}
+                "weights": weights, "ckpt_path": str(cfg.ckpt_path), "device": str(module.device)}
     index, _ = write_samples(out_dir, prompts, videos, settings, cfg.fps)
     log.info("wrote %d clips (%s weights) to %s", len(index["prompts"]), weights, out_dir)
     return index

@@ -1,7 +1,10 @@
 """Transformer text encoders (Hugging Face transformers) that condition the denoiser.
 
-`TextEncoder(captions)` returns the token features (B, L, D) and their attention mask (B, L).
-Frozen: no gradients, always in eval mode, and each distinct caption is encoded once and cached.
+`TextEncoder(captions)` returns the token features (B, L, D) and their attention mask (B, L),
+or None for the mask where no caption is padded: decided on the host, so that the denoiser
+never reads a device tensor to find out.
+Frozen: no gradients, always in eval mode, and each distinct caption is encoded once and cached
+(the cache moves with the module: `.to()`, `.cpu()`, a dtype).
 Finetuned: all layers, or the last `trainable_layers` blocks, train with their own learning rate,
 optionally decayed layer by layer (`layer_lr_decay`).
 """
@@ -164,22 +167,32 @@ class TextEncoder(nn.Module):
             self.model.eval()  # a frozen encoder never runs dropout
         return self
 
-    def forward(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """captions -> token features (B, L, D) and attention mask (B, L), True = real token."""
+    def _apply(self, fn, recurse: bool = True) -> TextEncoder:
+        """Move the cached features with the weights: Lightning moves the module to the CPU when
+        a fit ends, and the phases after it (samples, evaluation) move it back."""
+        super()._apply(fn, recurse)
+        self._cache = {caption: fn(features) for caption, features in self._cache.items()}
+        return self
+
+    def forward(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """captions -> token features (B, L, D) and attention mask (B, L), True = real token;
+        the mask is None where every caption has all L tokens."""
         if self.trainable:
-            return self._encode(captions)
+            features, mask = self._encode(captions)
+            return features, device_mask(mask, features.device)
         new = list(dict.fromkeys(c for c in captions if c not in self._cache))
         if new:
             with torch.no_grad():
                 features, mask = self._encode(new)
-            for caption, f, m in zip(new, features, mask):
+            for caption, f, m in zip(new, features, mask.to(features.device)):
                 self._cache[caption] = f[m]
         tokens = [self._cache[c] for c in captions]
         lengths = torch.tensor([len(t) for t in tokens])
-        mask = torch.arange(int(lengths.max()))[None] < lengths[:, None]
-        return pad_sequence(tokens, batch_first=True), mask.to(tokens[0].device)
+        mask = torch.arange(int(lengths.max()))[None] < lengths[:, None]  # pad_sequence: right
+        return pad_sequence(tokens, batch_first=True), device_mask(mask, tokens[0].device)
 
     def _encode(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token features (B, L, D) on the model's device, and the attention mask on the host."""
         device = next(self.model.parameters()).device
         batch = self.tokenizer(
             captions,
@@ -190,7 +203,14 @@ class TextEncoder(nn.Module):
             truncation=True,
             max_length=self.max_length,
             return_tensors="pt",
-        ).to(device)
+        )
+        mask = batch["attention_mask"].bool()
+        batch = batch.to(device)
         self.num_encoded += len(captions)
         features = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        return features.last_hidden_state, batch["attention_mask"].bool()
+        return features.last_hidden_state, mask
+
+
+def device_mask(mask: torch.Tensor, device: torch.device) -> torch.Tensor | None:
+    """A host mask on `device`, or None where it masks nothing (the denoiser's flash kernel)."""
+    return None if bool(mask.all()) else mask.to(device)

@@ -404,9 +404,10 @@ class UNet3D(nn.Module):
         x: torch.Tensor,
         timesteps: torch.Tensor,
         context: torch.Tensor,
-        mask: torch.Tensor,
+        mask: torch.Tensor | None,
     ) -> torch.Tensor:
-        """x (B, C, T, H, W); timesteps (B,); context (B, L, D) text tokens; mask (B, L) bool.
+        """x (B, C, T, H, W); timesteps (B,); context (B, L, D) text tokens; mask (B, L) bool,
+        True = real token, or None where no token is padding (the flash kernel applies).
 
         Checks and data-dependent choices run here, eagerly; the network itself is `denoise`,
         which `compile` compiles (without a graph break, and without renaming any state_dict
@@ -420,12 +421,11 @@ class UNet3D(nn.Module):
         if self.attention == AttentionKind.full:
             self.check_attention_memory(x)
         context, mask = pad_tokens(context, mask, self.context_multiple)
-        attn_mask = None if bool(mask.all()) else mask  # no padding: the flash kernel applies
         x = x.contiguous(memory_format=self.memory_format)
         if self.autocast_dtype is None or torch.is_autocast_enabled(x.device.type):
-            return self.denoise(x, timesteps, context, mask, attn_mask)
+            return self.denoise(x, timesteps, context, mask)
         with torch.autocast(x.device.type, dtype=self.autocast_dtype):
-            return self.denoise(x, timesteps, context, mask, attn_mask).float()
+            return self.denoise(x, timesteps, context, mask).float()
 
     def check_attention_memory(self, x: torch.Tensor) -> None:
         """Raise AttentionTooLarge when the joint attention's matrices cannot fit in the memory
@@ -462,8 +462,7 @@ class UNet3D(nn.Module):
         x: torch.Tensor,
         timesteps: torch.Tensor,
         context: torch.Tensor,
-        mask: torch.Tensor,
-        attn_mask: torch.Tensor | None,
+        mask: torch.Tensor | None,
     ) -> torch.Tensor:
         with fp32(x.device.type):
             emb = self.time_mlp(sinusoidal_embedding(timesteps, self.base_channels))
@@ -474,23 +473,23 @@ class UNet3D(nn.Module):
             if isinstance(layer, Downsample):
                 h = layer(h)
             else:
-                h = self._stage(layer, h, emb, context, attn_mask)
+                h = self._stage(layer, h, emb, context, mask)
             skips.append(h)
         for layer in self.mid:
-            h = self._stage(layer, h, emb, context, attn_mask)
+            h = self._stage(layer, h, emb, context, mask)
         for layer in self.up:
             if isinstance(layer, Upsample):
                 h = layer(h)
             else:
-                h = self._stage(layer, torch.cat([h, skips.pop()], dim=1), emb, context, attn_mask)
+                h = self._stage(layer, torch.cat([h, skips.pop()], dim=1), emb, context, mask)
         return self.head(h)
 
-    def _stage(self, stage: Stage, h, emb, context, attn_mask) -> torch.Tensor:
+    def _stage(self, stage: Stage, h, emb, context, mask) -> torch.Tensor:
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
             # recompute the stage's activations in backward; the non-reentrant variant is the
             # one torch.compile can trace
-            return checkpoint(stage, h, emb, context, attn_mask, use_reentrant=False)
-        return stage(h, emb, context, attn_mask)
+            return checkpoint(stage, h, emb, context, mask, use_reentrant=False)
+        return stage(h, emb, context, mask)
 
 
 def compute_dtype(x: torch.Tensor, autocast_dtype: torch.dtype | None) -> torch.dtype:
@@ -523,16 +522,21 @@ def available_memory(device: torch.device) -> int:
 
 
 def pad_tokens(
-    tokens: torch.Tensor, mask: torch.Tensor, multiple: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad (B, L, D) tokens and their (B, L) mask with masked-out tokens to a multiple of L."""
+    tokens: torch.Tensor, mask: torch.Tensor | None, multiple: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Pad (B, L, D) tokens and their (B, L) mask (None: all real) with masked-out tokens to a
+    multiple of `multiple` tokens."""
     extra = -tokens.shape[1] % multiple
     if not extra:
         return tokens, mask
+    if mask is None:
+        mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
     return F.pad(tokens, (0, 0, 0, extra)), F.pad(mask, (0, extra), value=False)
 
 
-def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of the real tokens: (B, L, D), (B, L) -> (B, D)."""
+def masked_mean(tokens: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of the real tokens: (B, L, D), (B, L) or None (all real) -> (B, D)."""
+    if mask is None:
+        return tokens.sum(1) / tokens.shape[1]
     weights = mask.to(tokens.dtype).unsqueeze(-1)
     return (tokens * weights).sum(1) / weights.sum(1).clamp(min=1)

@@ -223,6 +223,7 @@ def _fit_and_validate(cfg: DictConfig, trainer: pl.Trainer, module: TextToSignMo
     (metrics,) = trainer.validate(module, datamodule=datamodule, verbose=False, weights_only=True,
                                   ckpt_path=None if cfg.train else cfg.ckpt_path)
     if trainer.is_global_zero:
+        module.to_placement()  # Lightning's teardown has moved it to the CPU
         callbacks["samples"].write(trainer, module)
         callbacks["evaluation"].evaluate(trainer, module)
     record.update("eval", {"val_loss": metrics["val/loss"], **callbacks["evaluation"].results})
