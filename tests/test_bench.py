@@ -6,10 +6,12 @@ import itertools
 import json
 
 import pytest
+import torch
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf.errors import ConfigKeyError
 
 from text2sign.cli import bench
+from text2sign.run.job import build_module
 
 QUICK = ["scale=tiny", "bench.warmup_steps=1", "bench.steps=3", "bench.sample_steps=2",
          "bench.sample_repeats=1", "bench.encoder_repeats=2"]
@@ -111,3 +113,18 @@ def test_peak_flops_by_device_name_and_precision():
     assert bench.peak_flops("NVIDIA H100 PCIe", "32-true", tf32=True) == 378e12
     assert bench.peak_flops("NVIDIA L4", "32-true", tf32=False) == 30.3e12
     assert bench.peak_flops("NVIDIA L40S", "bf16-mixed", tf32=True) is None
+
+
+def test_the_framework_adds_no_host_read_to_a_training_step(tmp_path):
+    """Each read that makes a GPU's host wait for it (text2sign.host_sync.HostReads) happens in
+    the plain loop too: a fit with the run's per-step callbacks, loggers (every step at
+    scale=tiny), progress bar and EMA adds none. On 6a7d214 it added five per step: the
+    non-finite check, the training log's loss and the progress bar's three metrics."""
+    cfg, _ = bench.compose_configs(["scale=tiny", "trainer.enable_progress_bar=true", "ema=true"],
+                                   str(tmp_path))
+    batches = bench.first_batches(cfg, 8)
+    module = build_module(cfg)
+    bench.warm_caption_cache(module, batches)
+    reads = bench.host_reads_per_step(cfg, module, batches, torch.device("cpu"))
+    assert reads["plain"]  # on a CPU host-side tensors count too: the counter does count
+    assert reads["lightning"] == reads["plain"]

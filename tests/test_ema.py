@@ -83,3 +83,15 @@ def test_disabled_ema_does_nothing():
 def test_bad_decay_names_the_key():
     with pytest.raises(ValueError, match="callbacks.ema.decay"):
         EMA(decay=1.0)
+
+
+def test_an_update_is_one_foreach_kernel_over_parameters_listed_once(monkeypatch):
+    """The per-step cost a GPU's host pays: no walk over the module, one kernel launch."""
+    model = Model()
+    ema = EMA(decay=0.9)
+    simulate(ema, model, [torch.ones(2, 2)])
+    calls = []
+    monkeypatch.setattr(torch, "_foreach_lerp_", lambda *args: calls.append(args))
+    monkeypatch.setattr(Model, "named_parameters", lambda *a, **k: pytest.fail("walked the module"))
+    ema.update()
+    assert len(calls) == 1 and len(calls[0][0]) == 2  # the trainable weight and bias

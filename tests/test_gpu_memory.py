@@ -19,9 +19,10 @@ def test_records_peak_and_average_per_step(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 8 * GB)
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: resets.append(1))
     logged = []
-    module = SimpleNamespace(device=torch.device("cuda", 0), log_dict=logged.append)
+    module = SimpleNamespace(device=torch.device("cuda", 0))
+    logger = SimpleNamespace(log_metrics=lambda metrics, step: logged.append((step, metrics)))
     trainer = SimpleNamespace(global_step=0, current_epoch=0, default_root_dir=str(tmp_path),
-                              is_global_zero=True)
+                              is_global_zero=True, log_every_n_steps=1, loggers=[logger])
 
     monitor = GPUMemoryMonitor()
     monitor.on_train_start(trainer, module)
@@ -32,8 +33,8 @@ def test_records_peak_and_average_per_step(monkeypatch, tmp_path):
 
     assert len(resets) == 3  # at the start of the job, then after every step
     assert monitor.summary() == {"peak_memory_gb": 6.0, "avg_memory_gb": 2.5}  # mean of 2 and 3
-    assert logged == [{"memory/peak_gb": 5.0, "memory/avg_gb": 2.0},
-                      {"memory/peak_gb": 6.0, "memory/avg_gb": 3.0}]
+    assert logged == [(1, {"memory/peak_gb": 5.0, "memory/avg_gb": 2.0}),
+                      (2, {"memory/peak_gb": 6.0, "memory/avg_gb": 3.0})]
     with open(tmp_path / "gpu_memory.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["step"], float(r["peak_gb"]), float(r["reserved_gb"])) for r in rows] == [

@@ -60,13 +60,13 @@ def test_overfits_a_fixed_batch(text_encoder):
 
 def test_step_loss_is_the_mean_over_accumulated_micro_batches(text_encoder):
     module = make_module(text_encoder)
-    logged = []
-    module.log = lambda name, value, **kw: logged.append((name, float(value)))
     optimizer = module.configure_optimizers()
+    losses = []
     for step in ([1.0, 2.0, 6.0], [4.0]):  # 3 micro-batches, then the epoch's last one
         module._micro_batch_losses += [torch.tensor(loss) for loss in step]
         module.on_before_optimizer_step(optimizer)
-    assert logged == [("train/loss", 3.0), ("train/loss", 4.0)]  # one value per optimizer step
+        losses.append(module.settled_loss())
+    assert losses == [3.0, 4.0]  # one value per optimizer step
 
 
 class NoHostRead(torch.Tensor):
@@ -78,26 +78,27 @@ class NoHostRead(torch.Tensor):
     item = __float__ = __bool__
 
 
-def test_the_training_step_reads_no_loss_on_the_host_before_the_backward_pass(text_encoder,
-                                                                              monkeypatch):
-    """The non-finite check waits until the backward pass is queued (on_before_optimizer_step),
-    so that a GPU's host never waits for the forward pass inside a step."""
+def test_a_step_reads_its_loss_on_the_host_only_a_step_later(text_encoder, monkeypatch):
+    """Neither the training step nor the optimizer step reads the loss: on a GPU the host would
+    wait for the step's kernels. The non-finite check reads it a step later (settled_loss)."""
     step_loss = TextToSignModule.step_loss
     monkeypatch.setattr(TextToSignModule, "step_loss",
                         lambda self, batch: step_loss(self, batch).as_subclass(NoHostRead))
     module = make_module(text_encoder)
-    loss = module.training_step(fixed_batch(), 0)
-    loss.backward()
-    with pytest.raises(AssertionError, match="read on the host"):  # the check reads it here
-        module.on_before_optimizer_step(module.configure_optimizers())
+    optimizer = module.configure_optimizers()
+    module.training_step(fixed_batch(), 0).backward()
+    module.on_before_optimizer_step(optimizer)
+    with pytest.raises(AssertionError, match="read on the host"):  # the next step reads it
+        module.settled_loss()
 
 
 def test_nan_loss_stops_with_the_step_and_a_fix(text_encoder):
     module = make_module(text_encoder)
     module.denoiser.forward = lambda x, *args: torch.full_like(x, float("nan"))
     module.training_step(fixed_batch(), 0)
-    with pytest.raises(FloatingPointError, match="optimizer.lr"):
-        module.on_before_optimizer_step(module.configure_optimizers())
+    module.on_before_optimizer_step(module.configure_optimizers())
+    with pytest.raises(FloatingPointError, match="nan at step 1: lower optimizer.lr"):
+        module.settled_loss()
 
 
 def test_sample_returns_uint8_videos_fixed_by_the_seed(text_encoder):

@@ -147,20 +147,69 @@ def test_cross_attention_drops_the_mask_without_padding(monkeypatch):
     model = unet3d.UNet3D(context_dim=8, base_channels=8, num_heads=2)
     blocks = sum(isinstance(m, unet3d.TransformerBlock) for m in model.modules())
     x, t, context = torch.randn(2, 3, 2, 4, 4), torch.tensor([1, 2]), torch.randn(2, 3, 8)
-    model(x, t, context, torch.ones(2, 3, dtype=torch.bool))
+    model(x, t, context, None)  # the text encoder's answer when no caption is padded
     assert masks and all(m is None for m in masks)  # flash-eligible everywhere
     masks.clear()
     model(x, t, context, torch.tensor([[True, True, False], [True, True, True]]))
     assert sum(m is not None for m in masks) == blocks  # the cross-attentions only
 
 
-def test_compiled_denoiser_with_checkpointing_has_no_graph_break(tiny_config):
-    module = build_module(tiny_config("perf.gradient_checkpointing=true"))
-    _, captions, t, noise = batch_and_noise()
-    context, mask = module.text_encoder(captions)
-    explained = torch._dynamo.explain(module.denoiser.denoise)(noise, t, context, mask, mask)
-    assert explained.graph_break_count == 0, explained.break_reasons
-    assert explained.graph_count == 1
+class CountingBackend:
+    """A torch.compile backend that runs each graph as traced, counting graphs and their runs."""
+
+    def __init__(self):
+        self.graphs, self.runs = 0, 0
+
+    def __call__(self, graph, example_inputs):
+        self.graphs += 1
+
+        def run(*args):
+            self.runs += 1
+            return graph.forward(*args)
+        return run
+
+
+def small_unet(**kwargs) -> unet3d.UNet3D:
+    torch.manual_seed(0)
+    return unet3d.UNet3D(context_dim=8, base_channels=8, channel_mults=(1, 2), num_res_blocks=2,
+                         attention_levels=(1,), num_heads=2, **kwargs)
+
+
+def test_regional_compile_runs_every_block_compiled_and_train_val_sampling_share_graphs():
+    """Each residual and transformer block is compiled (not the whole network), blocks of one
+    shape share their graphs, and after one round of training, validation and sampling at
+    their batch sizes, a second round compiles nothing: no phase recompiles another's."""
+    model, backend = small_unet(), CountingBackend()
+    model.compile(backend=backend)
+    blocks = model.blocks()
+    context = torch.randn(8, 3, 8)
+
+    def one_round():
+        model.train()
+        model(torch.randn(2, 3, 2, 8, 8), torch.tensor([1, 2]), context[:2], None).sum().backward()
+        model.eval()
+        with torch.no_grad():
+            for batch in (2, 8, 3, 1):  # validation, guided sampling, evaluation, one clip
+                model(torch.randn(batch, 3, 2, 8, 8), torch.arange(batch), context[:batch], None)
+
+    one_round()
+    graphs, runs = backend.graphs, backend.runs
+    shapes = {unet3d.block_shape(block) for block in blocks}
+    assert len(shapes) < len(blocks)  # some blocks share a shape: their graphs are shared
+    # per shape: training, inference, inference at batch 1: within the cache UNet3D.compile sizes
+    assert graphs <= 4 * len(shapes) <= torch._dynamo.config.recompile_limit
+    one_round()
+    assert backend.graphs == graphs  # nothing recompiled
+    assert backend.runs - runs == 5 * len(blocks)  # every block of the 5 passes ran compiled
+
+
+def test_compiled_blocks_with_checkpointing_have_no_graph_break():
+    model = small_unet(gradient_checkpointing=True)
+    model.compile(backend="eager")
+    torch._dynamo.utils.counters.clear()
+    model(torch.randn(2, 3, 2, 8, 8), torch.tensor([1, 2]), torch.randn(2, 3, 8),
+          torch.tensor([[True, True, False], [True, True, True]])).sum().backward()
+    assert not torch._dynamo.utils.counters["graph_break"]
 
 
 @pytest.mark.slow
@@ -186,9 +235,10 @@ def test_configure_model_compiles_once_and_no_perf_is_the_plain_path(tiny_config
     module = build_module(tiny_config("perf.compile=true", "perf.compile_backend=aot_eager"))
     assert not module.denoiser.compiled  # Lightning's configure_model compiles, not the build
     module.configure_model()
-    compiled = module.denoiser.denoise
+    compiled = [block._compiled_call_impl for block in module.denoiser.blocks()]
     module.configure_model()  # Lightning calls it again for validate: nothing changes
-    assert module.denoiser.compiled and module.denoiser.denoise is compiled
+    assert module.denoiser.compiled and all(compiled)
+    assert [block._compiled_call_impl for block in module.denoiser.blocks()] == compiled
     assert module.denoiser.context_multiple == unet3d.CONTEXT_MULTIPLE
     saved = plain_data(tiny_config())  # as a checkpoint stores it
     del saved["perf"]  # one written before the fast path existed

@@ -98,6 +98,7 @@ class BenchConfig:
     sample_steps: int = MISSING
     sample_guidance_scale: float = MISSING
     sample_repeats: int = MISSING
+    host_read_steps: int = MISSING
     encoder_repeats: int = MISSING
     largest_batch_limit: int = MISSING
     profile_steps: int = MISSING

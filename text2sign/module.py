@@ -7,6 +7,7 @@ and LR-scheduler factories) and knows nothing about Hydra or the run directory.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Any
@@ -16,6 +17,8 @@ import torch
 from pytorch_lightning.plugins.precision import Precision
 from torch import nn
 
+from text2sign.host_sync import HostScalar
+from text2sign.models.cuda_graph import CapturedCall
 from text2sign.models.diffusion import Diffusion
 from text2sign.models.text_encoder import TextEncoder
 from text2sign.perf import AUTOCAST_DTYPES, FastPath
@@ -115,6 +118,8 @@ class TextToSignModule(pl.LightningModule):
         self.skipped_steps = 0  # steps skipped for a non-finite loss (nonfinite_loss=skip)
         self.micro_batches = 0  # training batches so far: numbers the random draws
         self._micro_batch_losses: list[torch.Tensor] = []
+        # (step, its loss) of the last optimizer step, read on the host a step later
+        self.last_loss: tuple[int, HostScalar] | None = None
         self.run_config: dict | None = None  # the resolved run config, kept in checkpoints
         # where Lightning placed the module (device, dtype): its teardown moves it to the CPU,
         # and the phases after training (samples, evaluation) run where it trained
@@ -152,9 +157,12 @@ class TextToSignModule(pl.LightningModule):
         """The training loss of one micro-batch: condition dropout, timesteps and noise drawn
         from the step's generator. The training step and the bench (cli/bench.py) both run it."""
         x0 = to_model_range(batch["video"])
-        rng = self._step_generator()
+        key = self._step_key()
+        rng = generator(*key, device=self.device)
+        # which captions to drop is decided on the host: drawn there, the host needs no GPU value
+        host_rng = rng if self.device.type == "cpu" else generator(*key)
         n = len(batch["caption"])
-        drop = torch.rand(n, generator=rng, device=self.device).cpu() < self.cond_drop_prob
+        drop = (torch.rand(n, generator=host_rng) < self.cond_drop_prob).tolist()
         captions = [UNCONDITIONAL_CAPTION if d else c for c, d in zip(batch["caption"], drop)]
         t = self.diffusion.sample_timesteps(n, self.device, rng)
         noise = torch.randn(x0.shape, generator=rng, device=self.device, dtype=x0.dtype)
@@ -166,36 +174,50 @@ class TextToSignModule(pl.LightningModule):
         return loss
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Check and log the loss of the step (the mean over its micro-batches). Here, after
-        the backward pass, not in training_step: reading the loss before the backward pass
-        would make the host wait for the forward pass on a GPU, inside every step."""
+        """The loss of the step (the mean over its micro-batches and DDP ranks), read on the
+        host a step later (`last_loss`; TrainingLog logs it, the ProgressBar shows it): reading
+        it now would make the host wait for the GPU inside every step. A non-finite loss fails
+        the run when it is read, before the next optimizer step or checkpoint;
+        nonfinite_loss=skip must decide now, and reads it now."""
         step_loss = torch.stack(self._micro_batch_losses).mean()
         self._micro_batch_losses.clear()
-        if self._on_any_rank(not torch.isfinite(step_loss)):
-            self._nonfinite(step_loss, optimizer)
+        if self.nonfinite_loss == NonFiniteLoss.skip and self._on_any_rank(
+                not torch.isfinite(step_loss)):
+            self._skip(optimizer)
             return
-        self.log("train/loss", step_loss, on_step=True, on_epoch=False, prog_bar=True,
-                 sync_dist=True)  # the mean over DDP ranks
+        self.settled_loss()
+        mean = step_loss if self._trainer is None else self.trainer.strategy.reduce(step_loss)
+        self.last_loss = (self.global_step + 1, HostScalar(mean))
+
+    def settled_loss(self) -> float | None:
+        """The loss of the last step (`last_loss`), failing the run if it is not finite."""
+        if self.last_loss is None:
+            return None
+        step, loss = self.last_loss[0], self.last_loss[1].value()
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training loss is {loss} at step {step}: lower optimizer.lr, set "
+                "trainer.gradient_clip_val, or model.nonfinite_loss=skip to skip such steps")
+        return loss
+
+    def on_train_end(self) -> None:
+        self.settled_loss()
 
     def _on_any_rank(self, flag: bool) -> bool:
         """True on every rank if it is on one: a step skipped on one DDP rank only would hang."""
         trainer = self._trainer
         return flag if trainer is None else trainer.strategy.reduce_boolean_decision(flag, all=False)
 
-    def _step_generator(self) -> torch.Generator:
-        """A generator seeded by (seed, rank, micro-batch number): resumable from one counter."""
+    def _step_key(self) -> tuple[int, int, int]:
+        """(seed, rank, micro-batch number): the step's random draws, resumable from one counter."""
         key = (self.seed, self.global_rank, self.micro_batches)
         self.micro_batches += 1
-        return generator(*key, device=self.device)
+        return key
 
-    def _nonfinite(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-        """Stop the run (nonfinite_loss=fail) or skip the optimizer step and count it (skip)."""
-        if self.nonfinite_loss == NonFiniteLoss.fail:
-            raise NonFiniteLossError(
-                f"training loss is {loss.item()} at step {self.global_step}: lower optimizer.lr, "
-                "set trainer.gradient_clip_val, or model.nonfinite_loss=skip to skip such steps"
-            )
+    def _skip(self, optimizer: torch.optim.Optimizer) -> None:
+        """Skip the optimizer step of a non-finite loss and count it (nonfinite_loss=skip)."""
         self.skipped_steps += 1
+        self.last_loss = None  # no loss to record for this step
         # the optimizer steps no parameter without a gradient; under fp16 the GradScaler, which
         # needs the gradients, finds them non-finite and skips the step itself
         if getattr(self.trainer.precision_plugin, "scaler", None) is None:
@@ -300,6 +322,8 @@ class TextToSignModule(pl.LightningModule):
             cond, uncond = self.denoiser(x.repeat(2, 1, 1, 1, 1), t.repeat(2), context, mask).chunk(2)
             return uncond + scale * (cond - uncond)
 
+        if self.fast_path.captures(self.device):
+            denoise = CapturedCall(denoise)
         was_training = self.training
         self.eval()
         try:
@@ -315,6 +339,7 @@ class TextToSignModule(pl.LightningModule):
         return [k for k in self.state_dict() if k.startswith("text_encoder.") and k not in trainable]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        self.settled_loss()  # a non-finite loss fails the run before its weights are saved
         # Frozen pretrained weights are reloaded from text_encoder.name, not stored again.
         for key in self._frozen_text_encoder_keys():
             checkpoint["state_dict"].pop(key, None)

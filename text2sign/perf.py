@@ -37,6 +37,8 @@ class FastPath:
     tf32: bool = False  # TF32 tensor cores for fp32 matmuls and convolutions
     # the optimizer's fused kernel; auto: on a GPU
     fused_optimizer: Any = field(default=False, metadata=SWITCH)
+    # sampling's denoiser pass as one CUDA graph (models/cuda_graph.py); auto: on a GPU
+    cuda_graphs: Any = field(default=False, metadata=SWITCH)
 
     def __post_init__(self) -> None:
         for setting in dataclasses.fields(self):  # a bad value fails now, not when training starts
@@ -52,6 +54,10 @@ class FastPath:
     def compiles(self) -> bool:
         # auto: off on a CPU, where minutes of inductor compilation outweigh a short run
         return self.on("compile", auto=torch.cuda.is_available())
+
+    def captures(self, device: torch.device) -> bool:
+        """Whether sampling on `device` replays a CUDA graph (never off CUDA)."""
+        return device.type == "cuda" and self.on("cuda_graphs", auto=True)
 
     def compile_options(self) -> dict[str, Any]:
         """torch.compile's arguments; a mode is an inductor setting, other backends reject it."""

@@ -37,6 +37,10 @@ class EMA(pl.Callback):
         self.num_updates = 0
         self._backup: dict[str, torch.Tensor] = {}
         self._last_step = -1
+        # what `update` averages: the parameters and their shadows, in one order
+        self._params: list[torch.nn.Parameter] = []
+        self._shadows: list[torch.Tensor] = []
+        self._fp32 = True
 
     def current_decay(self) -> float:
         return min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
@@ -44,25 +48,33 @@ class EMA(pl.Callback):
     def _parameters(self, pl_module: pl.LightningModule) -> dict[str, torch.nn.Parameter]:
         return {n: p for n, p in pl_module.named_parameters() if p.requires_grad}
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self.enabled:
-            return
-        params = self._parameters(pl_module)
-        if self.shadow:  # restored from a checkpoint
+    def track(self, params: dict[str, torch.nn.Parameter]) -> None:
+        """Average these parameters from now on: from the shadow restored from a checkpoint,
+        else from their current values. Listed once here, so that `update` walks no module."""
+        if self.shadow:
             self.shadow = {n: t.to(params[n].device) for n, t in self.shadow.items()}
         else:
             self.shadow = {n: p.detach().float().clone() for n, p in params.items()}
-        self._last_step = trainer.global_step
+        self._params = list(params.values())
+        self._shadows = [self.shadow[n] for n in params]
+        self._fp32 = all(p.dtype == torch.float32 for p in self._params)  # else: cast each step
 
     @torch.no_grad()
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if not self.enabled or trainer.global_step == self._last_step:
-            return  # no optimizer step yet (gradient accumulation)
-        self._last_step = trainer.global_step
+    def update(self) -> None:
+        """One averaging step, one foreach kernel for all the parameters."""
         self.num_updates += 1
-        decay = self.current_decay()
-        for name, p in self._parameters(pl_module).items():
-            self.shadow[name].lerp_(p.detach().float(), 1 - decay)
+        params = self._params if self._fp32 else [p.float() for p in self._params]
+        torch._foreach_lerp_(self._shadows, params, 1 - self.current_decay())
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.enabled:
+            self.track(self._parameters(pl_module))
+            self._last_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.enabled and trainer.global_step != self._last_step:  # not while accumulating
+            self._last_step = trainer.global_step
+            self.update()
 
     @contextmanager
     def averaged_weights(self, pl_module: pl.LightningModule) -> Iterator[None]:

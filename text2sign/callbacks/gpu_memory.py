@@ -9,7 +9,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from text2sign.callbacks.step_end import StepEndCallback
+from text2sign.callbacks.step_end import StepEndCallback, log_metrics
 from text2sign.files import CsvLog
 from text2sign.run.step_logs import GB, GPU_MEMORY, GPU_MEMORY_COLUMNS
 
@@ -68,7 +68,8 @@ class GPUMemoryMonitor(StepEndCallback):
             torch.cuda.reset_peak_memory_stats(self._device)
             self._peak_max = max(self._peak_max or 0.0, row["peak_gb"])
             self._avg_sum, self._avg_count = self._avg_sum + row["avg_gb"], self._avg_count + 1
-            pl_module.log_dict({"memory/peak_gb": row["peak_gb"], "memory/avg_gb": row["avg_gb"]})
+            log_metrics(trainer, {"memory/peak_gb": row["peak_gb"], "memory/avg_gb": row["avg_gb"]},
+                        trainer.global_step)
         self._samples.clear()
         self.last = {"peak_gb": row.get("peak_gb"), "avg_gb": row.get("avg_gb")}
         self._csv.write_rows([row])

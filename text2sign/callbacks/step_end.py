@@ -24,3 +24,12 @@ class StepEndCallback(pl.Callback):
 
     def on_step_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         raise NotImplementedError
+
+
+def log_metrics(trainer: pl.Trainer, metrics: dict[str, float | None], step: int) -> None:
+    """Write host numbers to the run's loggers every `trainer.log_every_n_steps` steps (None
+    values left out): directly, as LightningModule.log would copy each one to the GPU."""
+    numbers = {name: value for name, value in metrics.items() if value is not None}
+    if numbers and step % trainer.log_every_n_steps == 0:
+        for logger in trainer.loggers:
+            logger.log_metrics(numbers, step)

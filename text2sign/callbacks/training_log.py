@@ -10,14 +10,20 @@ import pytorch_lightning as pl
 from pytorch_lightning.trainer.states import TrainerFn
 
 from text2sign.callbacks.gpu_memory import GPUMemoryMonitor
-from text2sign.callbacks.step_end import StepEndCallback
+from text2sign.callbacks.step_end import StepEndCallback, log_metrics
 from text2sign.files import CsvLog, atomic_write_json
 from text2sign.run.faults import kill_point
 from text2sign.run.step_logs import TRAINING_COLUMNS, TRAINING_METRICS
 
 
 class TrainingLog(StepEndCallback):
-    """One row per optimizer step; the CSV is flushed every step, the JSON written at the end.
+    """One row per optimizer step; the JSON written at the end.
+
+    A step's row is written (and flushed) when the next step ends, or before a checkpoint is
+    saved: its loss is read on the host a step late (TextToSignModule.last_loss), so that the
+    host never waits for the GPU. The loss and the learning rate go to the loggers every
+    `trainer.log_every_n_steps` steps, as numbers (LightningModule.log would copy each one to
+    the GPU, a synchronisation).
 
     `elapsed_s` is the training time of the run so far, over all its attempts: the wall time
     of the training loop (steps, data loading, checkpoint writes) without the validations in
@@ -28,7 +34,7 @@ class TrainingLog(StepEndCallback):
     Not Lightning's CSVLogger, which stays configured for everything logged (validation and
     eval included): it starts a new csv/version_N per attempt, so a resumed run's steps are
     split and repeated across files, and it flushes every 100 steps, so a killed run loses
-    up to 99 rows. This file holds each step once, flushed as the step ends.
+    up to 99 rows. This file holds each step once, flushed a step later.
     """
 
     columns = TRAINING_COLUMNS
@@ -43,6 +49,7 @@ class TrainingLog(StepEndCallback):
         self._paused = False  # training stopped the clock for a validation
         self._restored_step = 0  # the step of the checkpoint this attempt resumed from
         self._csv: CsvLog | None = None
+        self._unread: list[tuple[dict[str, Any], Any]] = []  # (row, its loss still on the GPU)
 
     def attempt_time_s(self) -> float:
         """Training time of this attempt (this process), validations left out."""
@@ -71,13 +78,13 @@ class TrainingLog(StepEndCallback):
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_step_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._write_rows(trainer)  # the earlier steps' losses are done by now
         lrs = {group.get("name"): group["lr"] for group in trainer.optimizers[0].param_groups}
-        loss = trainer.callback_metrics.get("train/loss")
         memory = next((c.last for c in trainer.callbacks if isinstance(c, GPUMemoryMonitor)), {})
         row = {
             "epoch": trainer.current_epoch,
             "step": trainer.global_step,
-            "loss": None if loss is None else float(loss),
+            "loss": None,  # read when the row is written
             "lr": lrs.get("denoiser"),
             "lr_text_encoder": lrs.get("text_encoder"),
             "elapsed_s": round(self.elapsed_s(), 3),
@@ -85,10 +92,21 @@ class TrainingLog(StepEndCallback):
             "avg_memory_gb": memory.get("avg_gb"),
             "timestamp": time.time(),
         }
-        self.rows.append(row)
-        self._csv.write_rows([row])
-        pl_module.log("lr", row["lr"], on_step=True, on_epoch=False)
+        step, loss = getattr(pl_module, "last_loss", None) or (None, None)
+        self._unread.append((row, loss if step == trainer.global_step else None))  # None: skipped
         kill_point("step")
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        self._write_rows(trainer)  # every row up to the checkpoint's step is on disk with it
+
+    def _write_rows(self, trainer: pl.Trainer) -> None:
+        """Read the losses of the rows not written yet, write them and log them."""
+        for row, loss in self._unread:
+            row["loss"] = None if loss is None else loss.value()
+            self.rows.append(row)
+            self._csv.write_rows([row])
+            log_metrics(trainer, {"train/loss": row["loss"], "lr": row["lr"]}, row["step"])
+        self._unread.clear()
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._pause()  # a validation inside training is not training time
@@ -105,6 +123,12 @@ class TrainingLog(StepEndCallback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._pause()
         self._paused = False
+        if self._csv is not None:
+            self._write_rows(trainer)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if self._csv is not None:
+            self._write_rows(trainer)  # a diverged step's row shows its loss: nan or inf
 
     def _pause(self) -> None:
         if self._start is not None:

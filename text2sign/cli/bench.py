@@ -4,10 +4,13 @@
 
 On the device present (CUDA if any, else the CPU) it times, after `bench.warmup_steps`:
 the framework's training step (a real pl.Trainer fit with the run's per-step callbacks and
-loggers), a plain PyTorch loop with the same module, batches, precision, optimizer and
-gradient clipping, and a plain eager fp32 loop without the fast path (perf off, TF32 off).
-EMA, checkpoints and validation are off in every loop: they are work, not overhead. Each
-figure is the median of `bench.steps` steps (CUDA synchronised). Also: sampling time per clip
+loggers and progress bar), a plain PyTorch loop with the same module, batches, precision,
+optimizer, gradient clipping and EMA update (`ema=true`: one foreach kernel, as the EMA
+callback does), and a plain eager fp32 loop without the fast path (perf off, TF32 off).
+Checkpoints and validation are off in every loop. Each figure is the median of
+`bench.steps` steps (CUDA synchronised); `overhead_ms` is what the framework adds to a step,
+and `host_reads_per_step` counts, in each loop, the reads that make the host wait for the
+device (text2sign.host_sync.HostReads). Also: sampling time per clip
 (guided DDIM), text-encoder time per step (frozen with a warm cache, finetuned forward and
 backward), peak memory and MFU (FLOPs of one step by torch.utils.flop_counter against the
 GPU's peak). A figure that cannot be measured is null, with the reason under `notes`.
@@ -37,9 +40,11 @@ from omegaconf import DictConfig, OmegaConf
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.data import DataLoader
 
+from text2sign.callbacks.ema import EMA
 from text2sign.callbacks.step_cost import flop_counter
 from text2sign.config import CONF, BenchConfig, register_configs
 from text2sign.files import atomic_write_json
+from text2sign.host_sync import HostReads
 from text2sign.module import UNCONDITIONAL_CAPTION, TextToSignModule
 from text2sign.perf import AUTOCAST_DTYPES, FastPath
 from text2sign.run.job import build_module, known_warnings_silenced
@@ -117,10 +122,12 @@ def first_batches(cfg: DictConfig, n: int) -> list[dict]:
 
 def lightning_stamps(cfg: DictConfig, module: TextToSignModule, batches: list[dict],
                      device: torch.device) -> list[float]:
-    """A real fit over `batches`, with the run's per-step callbacks and loggers."""
+    """A real fit over `batches`, with the run's per-step callbacks, loggers and progress bar."""
     stamps = StepStamps(device)
-    callbacks = [instantiate(cfg.callbacks.training_log), instantiate(cfg.callbacks.gpu_memory),
-                 stamps]
+    per_step = ["training_log", "gpu_memory", "ema"]
+    if cfg.trainer.enable_progress_bar:
+        per_step.append("progress_bar")
+    callbacks = [*(instantiate(cfg.callbacks[name]) for name in per_step), stamps]
     trainer = instantiate(
         cfg.trainer, max_steps=len(batches), max_epochs=1, limit_val_batches=0,
         num_sanity_val_steps=0, accumulate_grad_batches=1, enable_checkpointing=False,
@@ -146,12 +153,15 @@ def train_step(module: TextToSignModule, batch: dict, device: torch.device,
 
 
 def plain_stamps(module: TextToSignModule, batches: list[dict], device: torch.device,
-                 precision: str, clip_norm: float | None) -> list[float]:
-    """The plain PyTorch loop: forward, backward, clipping, optimizer and LR-scheduler step."""
+                 precision: str, clip_norm: float | None, ema: EMA | None = None) -> list[float]:
+    """The plain PyTorch loop: forward, backward, clipping, optimizer and LR-scheduler step,
+    and the EMA update when `ema` is given."""
     module.configure_model()  # the fast path, as Lightning applies it before a fit
     module.to(device).train()
     optimizer, scheduler = optimizer_and_scheduler(module)
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    if ema is not None:
+        ema.track({n: p for n, p in module.named_parameters() if p.requires_grad})
     synchronize(device)
     stamps = [time.perf_counter()]
     for batch in batches:
@@ -162,9 +172,39 @@ def plain_stamps(module: TextToSignModule, batches: list[dict], device: torch.de
         optimizer.zero_grad(set_to_none=True)
         if scheduler is not None:
             scheduler.step()
+        if ema is not None:
+            ema.update()
         synchronize(device)
         stamps.append(time.perf_counter())
     return stamps
+
+
+def plain_ema(cfg: DictConfig) -> EMA | None:
+    """The run's EMA for the plain loop (a fresh average), or None with ema=false."""
+    return instantiate(cfg.callbacks.ema) if cfg.ema else None
+
+
+def host_reads_per_step(cfg: DictConfig, module: TextToSignModule, batches: list[dict],
+                        device: torch.device) -> dict[str, dict[str, float]]:
+    """Per loop, the reads that make the host wait for the device in one training step, by
+    the place in the code that asks: the difference between a run of all `batches` and one
+    of half of them, so that what a loop does once (set-up, teardown) cancels out."""
+    loops = {
+        "lightning": lambda part: lightning_stamps(cfg, module, part, device),
+        "plain": lambda part: plain_stamps(module, part, device, str(cfg.trainer.precision),
+                                           cfg.trainer.gradient_clip_val, plain_ema(cfg)),
+    }
+    half = batches[: len(batches) // 2]
+    per_step = {}
+    for name, loop in loops.items():
+        counts = []
+        for part in (half, batches):
+            with HostReads(device) as reads:
+                loop(part)
+            counts.append(reads.counts)
+        extra = counts[1] - counts[0]
+        per_step[name] = {place: n / (len(batches) - len(half)) for place, n in extra.items()}
+    return per_step
 
 
 def optimizer_and_scheduler(module: TextToSignModule) -> tuple[torch.optim.Optimizer, Any]:
@@ -233,7 +273,7 @@ def profile_loops(cfg: DictConfig, module: TextToSignModule, batches: list[dict]
     loops = {
         "lightning": lambda: lightning_stamps(cfg, module, batches, device),
         "plain": lambda: plain_stamps(module, batches, device, str(cfg.trainer.precision),
-                                      cfg.trainer.gradient_clip_val),
+                                      cfg.trainer.gradient_clip_val, plain_ema(cfg)),
     }
     tops = {}
     for name, loop in loops.items():
@@ -256,6 +296,14 @@ def top_operators(events, on_gpu: bool, n: int = 20) -> list[dict]:
     ranked = sorted(events, key=device_ms if on_gpu else cpu_ms, reverse=True)[:n]
     return [{"name": e.key, "calls": e.count, "self_cpu_ms": round(cpu_ms(e), 3),
              "self_device_ms": round(device_ms(e), 3) if on_gpu else None} for e in ranked]
+
+
+def short_place(place: str) -> str:
+    """A "file:line function" place, the file named from its package (site-packages) or repo."""
+    for root in ("site-packages/", "text2sign/"):
+        if root in place:
+            return place[place.index(root) + (len(root) if root == "site-packages/" else 0):]
+    return place
 
 
 def text_encoder_ms(cfg: DictConfig, batches: list[dict], device: torch.device,
@@ -338,13 +386,14 @@ def run(cfg: DictConfig, bench: DictConfig,
     for _ in range(bench.rounds):  # alternated, so that a slow spell hits both loops alike
         lightning_times += step_times(lightning_stamps(cfg, module, batches, device), warmup)
         plain_times += step_times(plain_stamps(module, batches, device, precision,
-                                               cfg.trainer.gradient_clip_val), warmup)
+                                               cfg.trainer.gradient_clip_val, plain_ema(cfg)),
+                                  warmup)
     lightning, plain = median_of(lightning_times), median_of(plain_times)
     peak_memory = torch.cuda.max_memory_allocated(device) / GB if device.type == "cuda" else None
     if peak_memory is None:
         notes["peak_memory_gb"] = "no CUDA device: see peak_rss_gb (the process's peak RSS)"
     results.update(lightning_step_ms=lightning, plain_step_ms=plain,
-                   overhead_ratio=lightning / plain,
+                   overhead_ratio=lightning / plain, overhead_ms=lightning - plain,
                    clips_per_s=results["batch_size"] / lightning * 1000,
                    peak_memory_gb=peak_memory)
     save(results)
@@ -353,7 +402,8 @@ def run(cfg: DictConfig, bench: DictConfig,
     warm_caption_cache(eager, batches)
     flops = count_flops(eager, batches[0], device)
     eager_ms = median_of(step_times(plain_stamps(eager, batches, device, "32-true",
-                                                 cfg.trainer.gradient_clip_val), warmup))
+                                                 cfg.trainer.gradient_clip_val, plain_ema(cfg)),
+                                    warmup))
     del eager
     FastPath(**cfg.perf).apply_global_settings()  # the eager module switched TF32 off
     peak = peak_flops(name, precision, cfg.perf.tf32) if device.type == "cuda" else None
@@ -362,6 +412,12 @@ def run(cfg: DictConfig, bench: DictConfig,
     results.update(eager_fp32_step_ms=eager_ms, speedup_vs_eager_fp32=eager_ms / lightning,
                    flops_per_step=flops,
                    mfu=None if peak is None else flops / (lightning / 1000) / peak)
+    save(results)
+
+    reads = host_reads_per_step(cfg, module, batches[:2 * bench.host_read_steps], device)
+    results["host_reads_per_step"] = {loop: sum(places.values()) for loop, places in reads.items()}
+    results["host_reads"] = {loop: {short_place(place): n for place, n in places.items()}
+                             for loop, places in reads.items()}
     save(results)
 
     if bench.profile_steps:

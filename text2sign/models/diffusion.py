@@ -102,9 +102,12 @@ class Diffusion:
         scheduler = DDIMScheduler.from_config(
             self.train_scheduler.config, timestep_spacing="trailing", clip_sample=True
         )
-        scheduler.set_timesteps(steps, device=noise.device)
+        scheduler.set_timesteps(steps)
+        # the scheduler's arithmetic takes host numbers; the denoiser, timesteps on the device
+        # (copied once: a timestep read back from the GPU every step would stall it)
+        on_device = scheduler.timesteps.to(noise.device)
         x = noise
-        for t in scheduler.timesteps:
-            model_output = denoise(x, t.expand(len(x)))
+        for i, t in enumerate(scheduler.timesteps.tolist()):
+            model_output = denoise(x, on_device[i].expand(len(x)))
             x = scheduler.step(model_output, t, x).prev_sample
         return x.clamp(-1, 1)

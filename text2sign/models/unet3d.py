@@ -390,14 +390,30 @@ class UNet3D(nn.Module):
         self.compiled = False
 
     def compile(self, **options: Any) -> None:
-        """torch.compile the network (`denoise`) in place, like nn.Module.compile: the checks in
-        `forward` stay eager, and no state_dict key changes, so the checkpoints of the compiled
-        and the plain network are interchangeable. `options` go to torch.compile."""
+        """torch.compile each residual and transformer block in place (regional compilation),
+        as nn.Module.compile does: blocks of one shape share their compiled code, so a cold
+        start compiles a few small graphs instead of the whole network; the glue between the
+        blocks (a few convolutions) stays eager, and no state_dict key changes, so the
+        checkpoints of the compiled and the plain network are interchangeable. `options` go
+        to torch.compile."""
         # Captions vary in length: padded to a multiple of 8 tokens they make a few static
         # shapes (inductor's backward failed on a dynamic token count: stride 5 vs 6).
         self.context_multiple = CONTEXT_MULTIPLE
-        self.denoise = torch.compile(self.denoise, **options)
+        blocks = self.blocks()
+        # Dynamo keeps a block kind's graphs with its code, for every network of the process:
+        # the earlier jobs of a sweep would fill the cache (each shape: training, inference,
+        # inference at batch 1), and whatever does not fit runs eagerly
+        torch._dynamo.reset()
+        needed = 4 * len({block_shape(block) for block in blocks})
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, needed)
+        for block in blocks:
+            block.compile(**options)
         self.compiled = True
+
+    def blocks(self) -> list[nn.Module]:
+        """The repeated blocks: every residual and transformer block."""
+        kinds = (ResBlock, TransformerBlock, JointTransformerBlock)
+        return [module for module in self.modules() if isinstance(module, kinds)]
 
     def forward(
         self,
@@ -410,8 +426,7 @@ class UNet3D(nn.Module):
         True = real token, or None where no token is padding (the flash kernel applies).
 
         Checks and data-dependent choices run here, eagerly; the network itself is `denoise`,
-        which `compile` compiles (without a graph break, and without renaming any state_dict
-        key).
+        whose blocks `compile` compiles.
         """
         if x.shape[-1] % self.size_divisor or x.shape[-2] % self.size_divisor:
             raise ValueError(
@@ -485,11 +500,20 @@ class UNet3D(nn.Module):
         return self.head(h)
 
     def _stage(self, stage: Stage, h, emb, context, mask) -> torch.Tensor:
+        if self.compiled:  # compiled blocks: one graph for any batch size from the first call
+            for t in (h, emb, context, mask):
+                if t is not None:
+                    torch._dynamo.maybe_mark_dynamic(t, 0)
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
             # recompute the stage's activations in backward; the non-reentrant variant is the
             # one torch.compile can trace
             return checkpoint(stage, h, emb, context, mask, use_reentrant=False)
         return stage(h, emb, context, mask)
+
+
+def block_shape(block: nn.Module) -> tuple:
+    """What tells blocks apart for the compiler: their kind and their parameters' shapes."""
+    return type(block), tuple((name, p.shape) for name, p in block.named_parameters())
 
 
 def compute_dtype(x: torch.Tensor, autocast_dtype: torch.dtype | None) -> torch.dtype:

@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from text2sign.callbacks.gpu_memory import GPUMemoryMonitor
+from text2sign.callbacks.progress import ProgressBar
 from text2sign.callbacks.step_cost import StepCost
 from text2sign.callbacks.training_log import TrainingLog
 from text2sign.factors import HydraRuntime
@@ -194,17 +195,20 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord, callbacks: dict) -
         if isinstance(callback, TrainingLog):
             callback.time_before = record.earlier_train_time_s
     loggers = [instantiate(c) for c in cfg.logger.values()]
-    trainer = instantiate(cfg.trainer, callbacks=_lightning_callbacks(callbacks), logger=loggers)
+    trainer = instantiate(cfg.trainer, logger=loggers,
+                          callbacks=_lightning_callbacks(callbacks, cfg.trainer.enable_progress_bar))
     launch = worker_launch(cfg, run_dir) if launches_workers(trainer) else nullcontext()
     with launch:
         _fit_and_validate(cfg, trainer, module, datamodule, record, callbacks)
 
 
-def _lightning_callbacks(callbacks: dict[str, pl.Callback]) -> list[pl.Callback]:
+def _lightning_callbacks(callbacks: dict[str, pl.Callback], progress_bar: bool) -> list[pl.Callback]:
     """The callbacks Lightning calls: all but samples and evaluation, which run after training
-    (after final.ckpt is saved). A StepCheckpoint saves after the step's validation, so it must
-    come after best_checkpoint has scored it (Lightning keeps checkpoint callbacks in order)."""
-    hooks = [c for name, c in callbacks.items() if name not in AFTER_TRAINING]
+    (after final.ckpt is saved), and the progress bar unless trainer.enable_progress_bar (which
+    Lightning refuses beside one). A StepCheckpoint saves after the step's validation, so it
+    must come after best_checkpoint has scored it (Lightning keeps checkpoint callbacks in order)."""
+    hooks = [c for name, c in callbacks.items() if name not in AFTER_TRAINING
+             and (progress_bar or not isinstance(c, ProgressBar))]
     return sorted(hooks, key=lambda c: isinstance(c, StepCheckpoint))
 
 
