@@ -10,6 +10,7 @@ import torch
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf.errors import ConfigKeyError
 
+from text2sign.callbacks.step_cost import StepCost
 from text2sign.cli import bench
 from text2sign.run.job import build_module
 
@@ -76,6 +77,10 @@ def test_bench_writes_every_key_from_the_steps_it_timed(tmp_path, monkeypatch):
     # no GPU here: memory and MFU are unknown, and say why
     assert results["peak_memory_gb"] is None and "peak_memory_gb" in results["notes"]
     assert results["mfu"] is None and "mfu" in results["notes"]
+    assert results["batch_sweep"] == [] and results["best_batch"] is None
+    assert "GPU" in results["notes"]["best_batch"]
+    assert results["overhead_ms"] == pytest.approx(10.0)
+    assert results["host_reads_per_step"]["lightning"] == results["host_reads_per_step"]["plain"]
     assert results["peak_rss_gb"] > 0 and results["complete"] is True
     traces = {tmp_path / f"bench.{loop}.trace.json" for loop in ("lightning", "plain")}
     assert set(tmp_path.iterdir()) == {out, *traces}  # no Hydra output directory in the cwd
@@ -88,11 +93,11 @@ def test_bench_writes_every_key_from_the_steps_it_timed(tmp_path, monkeypatch):
 
 
 def test_a_bench_killed_before_its_end_keeps_the_figures_it_measured(tmp_path, monkeypatch):
-    """A time limit that stops the bench in its last part (the largest batch, on a GPU)."""
+    """A time limit that stops the bench in its last part (the batch sweep, on a GPU)."""
     def killed(*args):
         raise KeyboardInterrupt("the time limit")
 
-    monkeypatch.setattr(bench, "largest_batch", killed)
+    monkeypatch.setattr(bench, "batch_sweep", killed)
     out = tmp_path / "bench.json"
     with pytest.raises(KeyboardInterrupt):
         bench.main([*QUICK, f"bench.out={out}"])
@@ -106,6 +111,14 @@ def test_a_bench_killed_before_its_end_keeps_the_figures_it_measured(tmp_path, m
 def test_bench_rejects_an_unknown_key():
     with pytest.raises(ConfigKeyError, match="Key 'nope' not in 'BenchConfig'"):
         bench.main(["scale=tiny", "bench.nope=1"])
+
+
+def test_a_runs_mfu_is_its_flops_per_clip_at_its_clips_per_second_over_the_peak():
+    cost = StepCost()
+    cost.flops, cost.clips = 6e12, 2  # one micro-batch of 2 clips
+    assert cost.mfu(clips_per_s=10.0) is None  # no GPU: no peak
+    cost.peak_flops = 1e15
+    assert cost.mfu(clips_per_s=10.0) == pytest.approx(3e12 * 10 / 1e15)
 
 
 def test_peak_flops_by_device_name_and_precision():

@@ -66,6 +66,9 @@ class Train:
     clips_per_s: float | None = doc("training clips per second of training time")
     flops_per_step: int | None = doc("FLOPs of one training micro-batch, forward and backward "
                                      "(torch.utils.flop_counter, the run's first)")
+    mfu: float | None = doc("model FLOPs utilisation: flops_per_step per clip at clips_per_s, "
+                            "over the GPU's peak FLOP/s at the run's precision; null off a GPU "
+                            "or for a GPU without a known peak")
     peak_rss_gb: float | None = doc("peak resident memory of the process while training "
                                     "(Linux VmHWM); null elsewhere")
     skipped_steps: int | None = doc("steps skipped for a non-finite loss "

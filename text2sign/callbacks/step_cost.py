@@ -1,4 +1,5 @@
-"""What training costs besides time: the FLOPs of a step and the process's peak memory."""
+"""What training costs besides time: the FLOPs of a step, the share of the GPU's peak they
+reach (MFU), and the process's peak memory."""
 
 from __future__ import annotations
 
@@ -22,6 +23,15 @@ from text2sign.module import UNCONDITIONAL_CAPTION
 GB = 1024**3
 aten = torch.ops.aten
 
+# Dense peak FLOP/s (no sparsity) by precision; the first name found in the device name wins.
+PEAK_FLOPS = {
+    r"H100.*PCIe": {"bf16": 756e12, "tf32": 378e12, "fp32": 51.2e12},
+    r"H100.*NVL": {"bf16": 835e12, "tf32": 418e12, "fp32": 60e12},
+    r"H100|H200|GH200": {"bf16": 989e12, "tf32": 495e12, "fp32": 67e12},
+    r"A100": {"bf16": 312e12, "tf32": 156e12, "fp32": 19.5e12},
+    r"\bL4\b": {"bf16": 121e12, "tf32": 60e12, "fp32": 30.3e12},
+}
+
 
 def _count_cpu_flash_attention() -> None:
     """torch.utils.flop_counter counts SDPA's CUDA kernels but not the CPU's flash kernel, which
@@ -38,6 +48,13 @@ def _count_cpu_flash_attention() -> None:
 
 
 _count_cpu_flash_attention()
+
+
+def peak_flops(name: str, precision: str, tf32: bool) -> float | None:
+    """The dense peak FLOP/s of the GPU called `name` at a Lightning precision; None unknown."""
+    kind = "bf16" if "bf16" in str(precision) else "tf32" if tf32 else "fp32"
+    return next((peaks[kind] for pattern, peaks in PEAK_FLOPS.items()
+                 if re.search(pattern, name)), None)
 
 
 def flop_counter() -> FlopCounterMode:
@@ -74,16 +91,23 @@ class StepCost(pl.Callback):
 
     def __init__(self):
         self.flops: int | None = None
+        self.clips: int | None = None  # in the counted micro-batch
         self.peak_gb: float | None = None  # of the earlier attempts
+        self.peak_flops: float | None = None  # of this attempt's GPU; None off a GPU or unknown
         self._counter: FlopCounterMode | None = None
         self._measuring = False
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         gc.collect()  # what earlier jobs of a sweep left unreachable in this process
         self._measuring = reset_peak_rss()
+        device = pl_module.device
+        if device.type == "cuda":  # TF32: the run's perf.tf32, applied by configure_model
+            self.peak_flops = peak_flops(torch.cuda.get_device_name(device), trainer.precision,
+                                         torch.backends.cuda.matmul.allow_tf32)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.flops is None and self._counter is None:
+            self.clips = len(batch["caption"])
             encoder = pl_module.text_encoder
             if not encoder.trainable:  # fills its cache: no random draw, the same features
                 encoder([*batch["caption"], UNCONDITIONAL_CAPTION])
@@ -116,8 +140,16 @@ class StepCost(pl.Callback):
         peak = self._peak()
         return {"flops_per_step": self.flops, "peak_rss_gb": None if peak is None else round(peak, 3)}
 
+    def mfu(self, clips_per_s: float | None) -> float | None:
+        """Model FLOPs utilisation at `clips_per_s`: the counted micro-batch's FLOPs per clip
+        that many times a second, over the GPU's peak; None off a GPU or for an unknown one."""
+        if None in (self.flops, self.clips, self.peak_flops, clips_per_s):
+            return None
+        return self.flops / self.clips * clips_per_s / self.peak_flops
+
     def state_dict(self) -> dict[str, Any]:
-        return {"flops": self.flops, "peak_gb": self._peak()}
+        return {"flops": self.flops, "clips": self.clips, "peak_gb": self._peak()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.flops, self.peak_gb = state_dict["flops"], state_dict["peak_gb"]
+        self.clips = state_dict.get("clips")  # none in a checkpoint written before MFU

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import platform
-import re
 import resource
 import statistics
 import sys
@@ -41,7 +40,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.data import DataLoader
 
 from text2sign.callbacks.ema import EMA
-from text2sign.callbacks.step_cost import flop_counter
+from text2sign.callbacks.step_cost import flop_counter, peak_flops
 from text2sign.config import CONF, BenchConfig, register_configs
 from text2sign.files import atomic_write_json
 from text2sign.host_sync import HostReads
@@ -52,14 +51,6 @@ from text2sign.timing import median_ms, synchronize
 
 GB = 1024**3
 
-# Dense peak FLOP/s (no sparsity) by precision; the first name found in the device name wins.
-PEAK_FLOPS = {
-    r"H100.*PCIe": {"bf16": 756e12, "tf32": 378e12, "fp32": 51.2e12},
-    r"H100.*NVL": {"bf16": 835e12, "tf32": 418e12, "fp32": 60e12},
-    r"H100|H200|GH200": {"bf16": 989e12, "tf32": 495e12, "fp32": 67e12},
-    r"A100": {"bf16": 312e12, "tf32": 156e12, "fp32": 19.5e12},
-    r"\bL4\b": {"bf16": 121e12, "tf32": 60e12, "fp32": 30.3e12},
-}
 
 
 # ------------------------------------------------------------------------------------ config
@@ -220,29 +211,38 @@ def eager_fp32_config(cfg: DictConfig) -> DictConfig:
     return OmegaConf.merge(cfg, {"perf": plain_path, "trainer": {"precision": "32-true"}})
 
 
-def largest_batch(module: TextToSignModule, batch: dict, device: torch.device, precision: str,
-                  limit: int) -> int | None:
-    """The largest batch (the configured one times a power of 2, at most `limit`) whose
-    training step, optimizer step included, fits in GPU memory; None off a GPU."""
+def batch_sweep(module: TextToSignModule, batch: dict, device: torch.device, precision: str,
+                limit: int, flops_per_clip: float, peak: float | None,
+                steps: int) -> list[dict[str, Any]]:
+    """Plain training steps (forward, backward, optimizer step) at the configured batch times
+    1, 2, 4, ... up to `limit` clips, while they fit in GPU memory: per batch size the median
+    step time of `steps` steps after a warm-up one, its clips per second and its MFU (None
+    with an unknown `peak`). Empty off a GPU (the CPU has no fixed memory limit)."""
     if device.type != "cuda":
-        return None
+        return []
     optimizer, _ = optimizer_and_scheduler(module.to(device).train())
-    best, size = None, len(batch["caption"])
+    rows, size = [], len(batch["caption"])
     while size <= limit:
         repeats = size // len(batch["caption"])
         big = {"video": batch["video"].repeat(repeats, 1, 1, 1, 1),
                "caption": list(batch["caption"]) * repeats}
-        try:
+
+        def step() -> None:
             train_step(module, big, device, precision)
             optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        try:
+            ms = median_ms(step, steps, device)
         except torch.cuda.OutOfMemoryError:
             break
         finally:
             optimizer.zero_grad(set_to_none=True)
-        best, size = size, 2 * size
-    del optimizer
+        rows.append({"batch_size": size, "step_ms": ms, "clips_per_s": size / ms * 1000,
+                     "mfu": None if peak is None else flops_per_clip * size / (ms / 1000) / peak})
+        size *= 2
+    optimizer.state.clear()  # its moments, before the next part measures memory
     torch.cuda.empty_cache()
-    return best
+    return rows
 
 
 def warm_caption_cache(module: TextToSignModule, batches: list[dict]) -> None:
@@ -348,12 +348,6 @@ def device_name(device: torch.device) -> str:
     return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
-def peak_flops(name: str, precision: str, tf32: bool) -> float | None:
-    kind = "bf16" if "bf16" in str(precision) else "tf32" if tf32 else "fp32"
-    return next((peaks[kind] for pattern, peaks in PEAK_FLOPS.items()
-                 if re.search(pattern, name)), None)
-
-
 # ------------------------------------------------------------------------------------ main
 def run(cfg: DictConfig, bench: DictConfig,
         save: Callable[[dict[str, Any]], None] = lambda results: None) -> dict[str, Any]:
@@ -408,7 +402,8 @@ def run(cfg: DictConfig, bench: DictConfig,
     FastPath(**cfg.perf).apply_global_settings()  # the eager module switched TF32 off
     peak = peak_flops(name, precision, cfg.perf.tf32) if device.type == "cuda" else None
     if peak is None:
-        notes["mfu"] = f"peak FLOP/s of {name!r} at {precision} unknown (bench.PEAK_FLOPS)"
+        notes["mfu"] = (f"peak FLOP/s of {name!r} at {precision} unknown "
+                       "(text2sign/callbacks/step_cost.py, PEAK_FLOPS)")
     results.update(eager_fp32_step_ms=eager_ms, speedup_vs_eager_fp32=eager_ms / lightning,
                    flops_per_step=flops,
                    mfu=None if peak is None else flops / (lightning / 1000) / peak)
@@ -433,11 +428,15 @@ def run(cfg: DictConfig, bench: DictConfig,
                                                           bench.encoder_repeats)
     save(results)
 
-    # last: on a GPU it compiles and steps up to bench.largest_batch_limit clips
-    results["largest_batch"] = largest_batch(module, batches[0], device, precision,
-                                             bench.largest_batch_limit)
-    if results["largest_batch"] is None:
-        notes["largest_batch"] = "measured on a GPU only (the CPU has no fixed memory limit)"
+    # last: on a GPU it steps up to bench.largest_batch_limit clips
+    sweep = batch_sweep(module, batches[0], device, precision, bench.largest_batch_limit,
+                        flops / results["batch_size"], peak, bench.steps)
+    results["batch_sweep"] = sweep
+    results["largest_batch"] = sweep[-1]["batch_size"] if sweep else None
+    results["best_batch"] = max(sweep, key=lambda row: row["clips_per_s"]) if sweep else None
+    if not sweep:
+        notes["largest_batch"] = notes["best_batch"] = (
+            "measured on a GPU only (the CPU has no fixed memory limit)")
     results["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB
     results["complete"] = True
     return results
@@ -446,7 +445,8 @@ def run(cfg: DictConfig, bench: DictConfig,
 def table(results: dict[str, Any]) -> str:
     """The figures as an aligned two-column table."""
     rows = [(k, v) for k, v in results.items()
-            if k not in ("perf", "settings", "notes", "profile")]
+            if k not in ("perf", "settings", "notes", "profile", "host_reads", "batch_sweep")]
+    rows += [(f"batch {row['batch_size']}", row) for row in results.get("batch_sweep", [])]
     rows += [(f"note: {k}", v) for k, v in results["notes"].items()]
     for loop, ops in results.get("profile", {}).items():
         rows += [(f"profile: {loop} #{i + 1}", f"{op['name']}: {fmt(op['self_device_ms'] or op['self_cpu_ms'])} ms")

@@ -240,6 +240,9 @@ def _record_training(record: RunRecord, callbacks: dict, trainer: pl.Trainer | N
             record.update("train", callback.summary())
         if isinstance(callback, TrainingLog):
             record.update_attempt(train_time_s=round(callback.attempt_time_s(), 3))
+    cost = next((c for c in callbacks.values() if isinstance(c, StepCost)), None)
+    if cost is not None:
+        record.update("train", {"mfu": cost.mfu(record.results["train"].get("clips_per_s"))})
     best = callbacks.get("best_checkpoint")
     if best is not None and best.best_model_score is not None:
         record.update("train", {"best_val_loss": float(best.best_model_score)})
