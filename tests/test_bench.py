@@ -80,6 +80,7 @@ def test_bench_writes_every_key_from_the_steps_it_timed(tmp_path, monkeypatch):
     assert results["batch_sweep"] == [] and results["best_batch"] is None
     assert "GPU" in results["notes"]["best_batch"]
     assert results["overhead_ms"] == pytest.approx(10.0)
+    assert results["first_step_s"] == pytest.approx(1.0)  # the warm-up step of LIGHTNING
     assert results["host_reads_per_step"]["lightning"] == results["host_reads_per_step"]["plain"]
     assert results["peak_rss_gb"] > 0 and results["complete"] is True
     traces = {tmp_path / f"bench.{loop}.trace.json" for loop in ("lightning", "plain")}

@@ -376,9 +376,11 @@ def run(cfg: DictConfig, bench: DictConfig,
     warm_caption_cache(module, batches)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    lightning_times, plain_times = [], []
+    lightning_times, plain_times, first_steps = [], [], []
     for _ in range(bench.rounds):  # alternated, so that a slow spell hits both loops alike
-        lightning_times += step_times(lightning_stamps(cfg, module, batches, device), warmup)
+        stamps = lightning_stamps(cfg, module, batches, device)
+        first_steps.append(stamps[1] - stamps[0])
+        lightning_times += step_times(stamps, warmup)
         plain_times += step_times(plain_stamps(module, batches, device, precision,
                                                cfg.trainer.gradient_clip_val, plain_ema(cfg)),
                                   warmup)
@@ -386,7 +388,8 @@ def run(cfg: DictConfig, bench: DictConfig,
     peak_memory = torch.cuda.max_memory_allocated(device) / GB if device.type == "cuda" else None
     if peak_memory is None:
         notes["peak_memory_gb"] = "no CUDA device: see peak_rss_gb (the process's peak RSS)"
-    results.update(lightning_step_ms=lightning, plain_step_ms=plain,
+    results.update(first_step_s=first_steps[0],  # compilation included, from a cold cache
+                   lightning_step_ms=lightning, plain_step_ms=plain,
                    overhead_ratio=lightning / plain, overhead_ms=lightning - plain,
                    clips_per_s=results["batch_size"] / lightning * 1000,
                    peak_memory_gb=peak_memory)
