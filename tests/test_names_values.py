@@ -165,7 +165,7 @@ def test_generate_writes_a_file_per_prompt_and_counts_them(issue_run, tmp_path, 
     run_dir = issue_run[0]
     cfg = OmegaConf.create({"ckpt_path": str(run_dir / "checkpoints" / "final.ckpt"),
                             "prompts": [*PROMPTS, "hello"], "steps": 1, "guidance_scale": 3.0,
-                            "seed": 0, "weights": "auto", "fps": 8})
+                            "seed": 0, "weights": "auto", "fps": 8, "device": "auto"})
     with caplog.at_level(logging.INFO):
         index = generate(cfg, tmp_path)
     assert [entry["text"] for entry in index["prompts"]] == PROMPTS
@@ -178,13 +178,14 @@ def test_generate_writes_a_file_per_prompt_and_counts_them(issue_run, tmp_path, 
     ({"steps": -3, "guidance_scale": -5}, "steps=-3: "),
     ({"guidance_scale": -5}, "guidance_scale=-5: classifier-free guidance must be >= 0"),
     ({"fps": 0}, "fps=0: the frame rate of the written clips must be >= 1, e.g. fps=8"),
+    ({"device": "nowhere"}, "device='nowhere' is not a device: use auto, cpu, cuda or cuda:N"),
 ])
 def test_generate_rejects_nonsense_values_before_sampling(tmp_path, values, message):
     """Item 8: accepted ("wrote 1 clips"), or a ZeroDivisionError after sampling. The check
     comes before the checkpoint is even read (there is none here) and writes nothing."""
     cfg = OmegaConf.create({"ckpt_path": str(tmp_path / "none.ckpt"), "prompts": ["hello"],
                             "steps": 2, "guidance_scale": 3.0, "seed": 0, "weights": "auto",
-                            "fps": 8, **values})
+                            "fps": 8, "device": "auto", **values})
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         generate(cfg, tmp_path / "out")
     assert not (tmp_path / "out").exists()

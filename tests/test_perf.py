@@ -171,22 +171,25 @@ class CountingBackend:
 
 def small_unet(**kwargs) -> unet3d.UNet3D:
     torch.manual_seed(0)
-    return unet3d.UNet3D(context_dim=8, base_channels=8, channel_mults=(1, 2), num_res_blocks=2,
+    return unet3d.UNet3D(context_dim=8, base_channels=8, channel_mults=(1, 2), num_res_blocks=1,
                          attention_levels=(1,), num_heads=2, **kwargs)
 
 
 def test_regional_compile_runs_every_block_compiled_and_train_val_sampling_share_graphs():
-    """Each residual and transformer block is compiled (not the whole network), blocks of one
-    shape share their graphs, and after one round of training, validation and sampling at
-    their batch sizes, a second round compiles nothing: no phase recompiles another's."""
-    model, backend = small_unet(), CountingBackend()
+    """Each residual and transformer block is compiled (not the whole network), with no graph
+    break (gradient checkpointing and a padding mask included), blocks of one shape share their
+    graphs, and after one round of training, validation and sampling at their batch sizes, a
+    second round compiles nothing: no phase recompiles another's."""
+    model, backend = small_unet(gradient_checkpointing=True), CountingBackend()
     model.compile(backend=backend)
+    torch._dynamo.utils.counters.clear()
     blocks = model.blocks()
     context = torch.randn(8, 3, 8)
+    padded = torch.tensor([[True, True, False], [True, True, True]])
 
     def one_round():
         model.train()
-        model(torch.randn(2, 3, 2, 8, 8), torch.tensor([1, 2]), context[:2], None).sum().backward()
+        model(torch.randn(2, 3, 2, 8, 8), torch.tensor([1, 2]), context[:2], padded).sum().backward()
         model.eval()
         with torch.no_grad():
             for batch in (2, 8, 3, 1):  # validation, guided sampling, evaluation, one clip
@@ -200,15 +203,8 @@ def test_regional_compile_runs_every_block_compiled_and_train_val_sampling_share
     assert graphs <= 4 * len(shapes) <= torch._dynamo.config.recompile_limit
     one_round()
     assert backend.graphs == graphs  # nothing recompiled
-    assert backend.runs - runs == 5 * len(blocks)  # every block of the 5 passes ran compiled
-
-
-def test_compiled_blocks_with_checkpointing_have_no_graph_break():
-    model = small_unet(gradient_checkpointing=True)
-    model.compile(backend="eager")
-    torch._dynamo.utils.counters.clear()
-    model(torch.randn(2, 3, 2, 8, 8), torch.tensor([1, 2]), torch.randn(2, 3, 8),
-          torch.tensor([[True, True, False], [True, True, True]])).sum().backward()
+    # every block of the 5 passes ran compiled (a checkpointed training pass: twice)
+    assert backend.runs - runs >= 5 * len(blocks)
     assert not torch._dynamo.utils.counters["graph_break"]
 
 

@@ -106,7 +106,7 @@ def test_ddp_on_two_cpu_processes_writes_each_file_once(tmp_path, capfd, monkeyp
     assert results["eval"]["num_videos"] == 4
 
     results = json.loads((diverged / "results.json").read_text())
-    assert results["status"] == "failed" and "nan at step 2" in results["error"]
+    assert results["status"] == "failed" and "nan at step 3" in results["error"]
 
 
 def test_the_parallel_launcher_runs_jobs_side_by_side(tmp_path, capfd):

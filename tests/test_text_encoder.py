@@ -17,7 +17,7 @@ from transformers import (
 
 from text2sign.models.text_encoder import TextEncoder, resolve_model_path
 
-CAPTIONS = ["hello friend", "thank you", "hello friend"]
+CAPTIONS = ["hello friend", "thank you very much", "hello friend"]  # of two token counts
 
 
 @pytest.fixture(scope="module")
