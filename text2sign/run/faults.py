@@ -5,7 +5,8 @@
 SIGKILLs the process (no handler runs, nothing is cleaned up: as a power cut or the OOM killer
 would) the N-th time (default 1) it reaches POINT:
 
-    step             an optimizer step, once its row is in training_metrics.csv
+    step             an optimizer step, once the rows of the steps before it are in
+                     training_metrics.csv (a step's row is written when the next one ends)
     validation       a validation batch during training
     write:<name>     a file called <name> (last.ckpt, evaluation_metrics.csv, index.json, ...)
                      fully written to its temporary file, not yet renamed over the old one
