@@ -439,7 +439,8 @@ class UNet3D(nn.Module):
         x = x.contiguous(memory_format=self.memory_format)
         if self.autocast_dtype is None or torch.is_autocast_enabled(x.device.type):
             return self.denoise(x, timesteps, context, mask)
-        with torch.autocast(x.device.type, dtype=self.autocast_dtype):
+        # no cache of cast weights kept past the call: sampling captures it as a CUDA graph
+        with torch.autocast(x.device.type, dtype=self.autocast_dtype, cache_enabled=False):
             return self.denoise(x, timesteps, context, mask).float()
 
     def check_attention_memory(self, x: torch.Tensor) -> None:
