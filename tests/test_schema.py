@@ -84,7 +84,7 @@ def test_the_json_schema_is_the_one_enforced(capsys, record):
     assert printed == schema.json_schema()
     assert printed["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert set(printed["required"]) == set(schema.SECTIONS) | {
-        "schema_version", "status", "error", "interrupted", "factors"}
+        "schema_version", "status", "error", "interrupted", "diverged", "factors"}
     train = printed["properties"]["train"]
     assert train["additionalProperties"] is False and "time_s" in train["required"]
     assert train["properties"]["steps"] == {"type": ["integer", "null"],
