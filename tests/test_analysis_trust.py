@@ -166,7 +166,7 @@ def test_option_lists_do_not_swallow_the_results_directory(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)  # no outputs/ here: the old parse fails on it
     assert analyze("--metrics", "val_loss", "mine") == 0
     header = (tree / "analysis" / "comparison_table.csv").read_text().splitlines()[0]
-    assert header.startswith("n,val_loss_mean,") and header.count(",fvd") == 0
+    assert header.startswith("n,diverged,val_loss_mean,") and header.count(",fvd") == 0
     assert analyze("--baseline", "ema=true", str(tree), "--output-dir", "out2") == 0
     assert "Runs found: 2" in (tmp_path / "out2" / "ABLATION_RESULTS_REPORT.txt").read_text()
     with pytest.raises(SystemExit, match="2"):

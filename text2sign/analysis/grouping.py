@@ -24,7 +24,7 @@ ABLATION = "ablation"  # the setting of a named ablation's arm (conf/ablation/)
 @dataclass
 class Group:
     levels: dict[str, Level]  # the factors' values: the table columns
-    runs: list[Run]  # ordered by seed
+    runs: list[Run]  # ordered by seed: those that completed and those that failed diverging
     settings: dict[str, Level]  # every key and named setting with one value in the group
 
     def label(self, factors: list[str]) -> str:
@@ -33,6 +33,17 @@ class Group:
     @property
     def seeds(self) -> list[str]:
         return [level(run.seed)[2] for run in self.runs]
+
+    @property
+    def completed(self) -> list[Run]:
+        """The runs that completed (the others failed diverging: study.counts)."""
+        return [run for run in self.runs if run.status == "completed"]
+
+    @property
+    def size(self) -> str:
+        """`3`, or `3 (1 diverged)`: the group's seeds, and those that diverged."""
+        diverged = sum(bool(run.diverged) for run in self.runs)
+        return f"{len(self.runs)}" + (f" ({diverged} diverged)" if diverged else "")
 
 
 @dataclass

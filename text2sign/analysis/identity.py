@@ -43,12 +43,17 @@ def setting_names(runs: list[Run]) -> list[str]:
 
 
 def setting(run: Run, name: str) -> Level:
-    """A named setting's value in a run: as recorded, else from its configuration."""
+    """A named setting's value in a run: as recorded, else from its configuration; `default`
+    where the configuration has the setting's part but no choice was recorded (or there is no
+    configuration to tell), `absent` where the configuration has no such part (a run of other
+    code: AblationRunner's has no text encoder)."""
     if name in run.factors:
         return level(run.factors[name])
-    if run.config is not None and name in run.config:
+    if run.config is None:
+        return DEFAULT
+    if name in run.config:
         return level(run.config[name])
-    return DEFAULT
+    return DEFAULT if any(key.startswith(name + ".") for key in run.config) else ABSENT
 
 
 def describe(runs: list[Run], by_config: bool) -> list[Description]:

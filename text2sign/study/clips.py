@@ -62,7 +62,7 @@ def find_clips(sweep: Path, on_conflict: str = "error") -> Catalog:
         study = build_study(collect([root], skip=root / "analysis"), on_conflict=on_conflict)
     except AnalysisError as error:
         raise StudyError(str(error)) from error
-    clips = {study.label(group): [clip for run in group.runs
+    clips = {study.label(group): [clip for run in group.completed
                                   for clip in run_clips(run, root, study.label(group))]
              for group in study.groups}
     with_clips = [label for label, found in clips.items() if found]
