@@ -207,7 +207,7 @@ def excluded(study: Study) -> list[tuple[str, list[str]]]:
     completed = [run.results for run in study.with_status("completed")]
     return [
         ("Diverged runs (counted in their groups as diverged seeds: no mean, no comparison)",
-         [f"{run.name}: " + "; ".join(f"{key} {what}" for key, what in run.diverged.items())
+         [f"{run.name}: " + "; ".join(f"{key}: {what}" for key, what in run.diverged.items())
           for run in study.diverged]),
         ("Failed runs (not averaged)",
          [f"{run.name}: {run.error or 'no error recorded'}"

@@ -153,12 +153,11 @@ def _summaries(groups: list[Group], metrics: list[Metric]) -> dict[str, list[Sum
 
 
 def outcome(metric: Metric, run: Run) -> float | str | None:
-    """The run's number for `metric`; DIVERGED where it diverged (every metric but the costs
-    of a run that failed diverging); None where it has none."""
-    if f"{metric.section}.{metric.key}" in run.diverged or (run.status == "failed"
-                                                            and not metric.is_cost):
+    """The run's number for `metric`; DIVERGED where it diverged (every metric of a run that
+    failed diverging: its figures are those of a run cut short); None where it has none."""
+    if run.status == "failed" or f"{metric.section}.{metric.key}" in run.diverged:
         return DIVERGED
-    return metric.value(run.results) if run.status == "completed" else None
+    return metric.value(run.results)
 
 
 def diverged_text(summary: Summary, base: Summary) -> str:
