@@ -142,8 +142,11 @@ def test_bad_union_and_literal_values_fail_before_the_run(tmp_path, override, ex
         check_config(compose_config([override], tmp_path))
     for fragment in expected:
         assert fragment in str(err.value), str(err.value)
-    check_config(compose_config(["trainer.precision=bf16-mixed", "trainer.devices=[0]",
-                                 "trainer.val_check_interval=0.5"], tmp_path))  # these fit
+    check_config(compose_config(["trainer.precision=bf16-mixed", "trainer.devices=auto",
+                                 "trainer.val_check_interval=2"], tmp_path))  # these fit
+    with pytest.raises(ConfigError, match="`val_check_interval` should be an integer or a time"):
+        # a fraction of an epoch needs check_val_every_n_epoch: Lightning's Trainer refuses it
+        check_config(compose_config(["trainer.val_check_interval=0.5"], tmp_path))
 
 
 def test_bad_override_on_the_command_line_stops_before_any_work(tmp_path, capfd):

@@ -38,6 +38,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.data import DataLoader
 
 from text2sign.callbacks.step_cost import flop_counter
+from text2sign.cli.errors import one_line_errors
 from text2sign.config import CONF, BenchConfig, register_configs
 from text2sign.files import atomic_write_json
 from text2sign.module import UNCONDITIONAL_CAPTION, TextToSignModule
@@ -425,4 +426,5 @@ def main(argv: Iterable[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors("bench"):
+        main()

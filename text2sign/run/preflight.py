@@ -11,9 +11,15 @@ runs the checks again (train.py), for a single run as for a sweep's job under an
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import functools
+import json
+import logging
+import warnings
+from collections.abc import Callable, Collection
+from pathlib import Path
 from typing import Any
 
+import torch
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.global_hydra import GlobalHydra
@@ -21,16 +27,22 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from hydra.utils import get_class
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+from transformers.utils import logging as hf_logging
 
-from text2sign.config import conforms, describe_hint, unchecked_values
+from text2sign.callbacks.samples import check_prompts, check_sampling
+from text2sign.config import CONF, conforms, describe_hint, unchecked_values
 from text2sign.data.clips import DataError
+from text2sign.data.datamodule import ClipDataModule
 from text2sign.data.indexers import INPUTS, input_path
 from text2sign.files import unwritable
 from text2sign.models.unet3d import size_divisor
-from text2sign.run.checkpointing import read_checkpoint
+from text2sign.run.checkpointing import WEIGHTS, ema_shadow, read_checkpoint
+from text2sign.run.lock import LOCK, RunDirectoryInUse, hold_run_directory
+from text2sign.run.record import one_line
+from text2sign.schema import SchemaError
 
 
 class ConfigError(ValueError):
@@ -46,6 +58,15 @@ class Preflight(Callback):
     """A Hydra callback: `check_config` and the output folder, before any directory is made."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+        if params:  # a preset's sweep, which a single run would drop without a word
+            jobs = sweep_jobs(config, GlobalHydra.instance().config_loader()) or []
+            preset = config.hydra.runtime.choices.get("experiment")
+            raise PreflightFailed(
+                f"{f'experiment={preset}' if preset else 'hydra.sweeper.params'} is a sweep of "
+                f"{len(jobs)} jobs ({' '.join(f'{k}={v}' for k, v in params.items())}): run it "
+                f"with -m: python train.py -m {' '.join(config.hydra.overrides.task)}")
+        _not_in_use(Path(config.hydra.run.dir))
         _report(config, "hydra.run.dir", set())
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -58,10 +79,28 @@ class Preflight(Callback):
                                   "none was started:\n" + "\n".join(failed))
 
 
+def _not_in_use(run_dir: Path) -> None:
+    """Stop if another process holds `run_dir`, before Hydra writes its .hydra/ and log there."""
+    if (run_dir / LOCK).exists():
+        try:
+            with hold_run_directory(run_dir):
+                pass
+        except RunDirectoryInUse as err:
+            raise PreflightFailed(one_line(err)) from None
+
+
 EVERY_KEY = ""  # in `swept`: every key (a swept config group varies them all)
 # Errors of composing a job (Hydra, OmegaConf) and of check_config (ConfigError, DataError,
 # CheckpointError: ValueErrors)
 JOB_ERRORS = (HydraException, OmegaConfBaseException, ValueError)
+# ... and of a run, from what the user gave: a path or a file (OSError), the run directory in
+# use, a loss that diverged (NonFiniteLossError). Said in one line; anything else is a bug and
+# keeps its traceback.
+USER_ERRORS = (*JOB_ERRORS, OSError, RunDirectoryInUse, FloatingPointError)
+
+
+def user_error(error: BaseException) -> bool:
+    return isinstance(error, USER_ERRORS) and not isinstance(error, SchemaError)  # a bug
 
 
 def multirun_config(overrides: list[str], config_name: str = "train") -> DictConfig:
@@ -112,10 +151,203 @@ def check_config(cfg: DictConfig, swept: Collection[str] = ()) -> None:
         if _free((key,), swept) and not conforms(value, hint):
             raise ConfigError(f"{key}={value!r} is not a value it takes "
                               f"({describe_hint(hint)}): set {key} to one of them")
-    if _free(("ckpt_path", "train"), swept):
-        checkpoint_of(cfg)
+    checkpoint = checkpoint_of(cfg) if _free(("ckpt_path", "train"), swept) else None
+    if "prompts" in cfg:  # python -m text2sign.cli.generate
+        check_generate(cfg, checkpoint)
     if "data" in cfg and _free(("data", "model.denoiser.channel_mults"), swept):
         check_data(cfg)
+    if "model" in cfg:
+        if _free(("trainer",), swept):
+            check_trainer(cfg)
+        module = check_settings(cfg, swept)
+        if checkpoint is not None and cfg.train and not _own(cfg):
+            check_continuation(cfg, checkpoint, module)
+
+
+# What a run builds from its settings, and the config nodes each is built from: a value its
+# constructor refuses stops the pre-flight (without weights or data: see check_settings).
+BUILT = {"eval": ("eval",), "callbacks": ("callbacks", "eval"), "trainer": ("trainer",),
+         "data": ("data",), "text_encoder": ("text_encoder",), "optimizer": ("optimizer",),
+         "lr_scheduler": ("lr_scheduler", "optimizer", "trainer"),
+         "model": ("model", "text_encoder", "perf", "trainer", "data")}
+
+
+def check_settings(cfg: DictConfig, swept: Collection[str] = ()) -> torch.nn.Module | None:
+    """Build what the run builds from its settings, so that every constructor checks its
+    values now, before a directory or the data exist: the evaluation and the callbacks, the
+    Trainer, the synthetic data (nothing rendered), the text encoder (once per process and
+    settings: its width), the optimizer and its schedule on a stand-in parameter, the module on
+    the meta device (no memory), which is returned. ConfigError names the node. Nodes a sweep
+    varies are left to its jobs."""
+    cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])  # Hydra's aside
+    OmegaConf.update(cfg, "paths.output_dir", "run-directory", merge=False)  # nothing is made
+    stand_in = [torch.nn.Parameter(torch.zeros(1))]
+    builders = {
+        "eval": lambda: instantiate(cfg.eval),
+        "callbacks": lambda: [instantiate(node) for node in cfg.callbacks.values()],
+        "trainer": lambda: _trainer(cfg),
+        "data": lambda: _synthetic_data(cfg),
+        "text_encoder": lambda: _text_encoder_width(_json(cfg.text_encoder)),
+        "optimizer": lambda: instantiate(cfg.optimizer)(stand_in),
+        "lr_scheduler": lambda: instantiate(cfg.lr_scheduler)(instantiate(cfg.optimizer)(stand_in)),
+        "model": lambda: _module(cfg)}
+    built = {name: _build(name, BUILT[name], build) for name, build in builders.items()
+             if _free(BUILT[name], swept)}
+    return built.get("model")
+
+
+def _build(name: str, keys: Collection[str], build: Callable[[], Any]) -> Any:
+    """What `build` returns; what it refuses, as a ConfigError that names the node."""
+    try:
+        return build()
+    except ConfigError:
+        raise
+    except Exception as err:  # noqa: BLE001 - whatever a constructor refuses, said at once
+        text = one_line(err)
+        named = any(f"{key}." in text or f"{key}=" in text for key in keys)
+        raise ConfigError(text.split(": ", 1)[-1] if named
+                          else f"{name}: {text} (a value of {name}.*)") from None
+
+
+def _module(cfg: DictConfig) -> torch.nn.Module:
+    from text2sign.run.job import build_module  # job.py checks its config with this module
+
+    with torch.device("meta"):
+        module = build_module(cfg, _Width(_text_encoder_width(_json(cfg.text_encoder))))
+    heads = cfg.model.denoiser.num_heads  # the forward pass splits each width into heads
+    widths = sorted({width for _, blocks, width in module.denoiser.attention_blocks if blocks})
+    if heads < 1 or any(width % heads for width in widths):
+        fits = [h for h in range(1, widths[0] + 1) if not any(width % h for width in widths)]
+        raise ConfigError(f"model.denoiser.num_heads={heads} must divide the width of every "
+                          f"attention block ({', '.join(map(str, widths))}): set it to one of "
+                          f"{', '.join(map(str, fits))}")
+    return module
+
+
+def check_continuation(cfg: DictConfig, checkpoint: dict[str, Any],
+                       module: torch.nn.Module | None) -> None:
+    """A run continued from `ckpt_path` trains more steps of the same model: ConfigError
+    names the step, or the text encoder, or the first weights that differ and the scale whose
+    model the checkpoint holds."""
+    path, step, max_steps = cfg.ckpt_path, checkpoint["global_step"], cfg.trainer.max_steps
+    if 0 <= max_steps <= step:
+        raise ConfigError(f"ckpt_path={path} is at step {step}, so trainer.max_steps={max_steps} "
+                          f"trains nothing: set trainer.max_steps above {step} to continue it "
+                          f"(e.g. {2 * step}), or train=false to evaluate it")
+    saved = (checkpoint.get("text_encoder") or {}).get("name")
+    if saved is not None and saved != cfg.text_encoder.name:
+        raise ConfigError(f"ckpt_path={path} was trained with text_encoder.name={saved}, this "
+                          f"run builds {cfg.text_encoder.name}: set text_encoder.name={saved}")
+    if module is None:  # a sweep varies the model: each job checks it
+        return
+    here = {k: tuple(v.shape) for k, v in module.state_dict().items()
+            if not k.startswith("text_encoder.")}
+    there = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()
+             if not k.startswith("text_encoder.")}
+    differ = [key for key in sorted(here.keys() | there.keys()) if here.get(key) != there.get(key)]
+    if differ:
+        shown = "; ".join(f"{key} is {_shape(there.get(key))} there, {_shape(here.get(key))} here"
+                          for key in differ[:3])
+        raise ConfigError(f"ckpt_path={path} holds a model of another shape ({len(differ)} "
+                          f"weights differ: {shown}): {_fitting(cfg, checkpoint)}")
+
+
+def _shape(shape: tuple[int, ...] | None) -> str:
+    return "absent" if shape is None else str(list(shape))
+
+
+def _fitting(cfg: DictConfig, checkpoint: dict[str, Any]) -> str:
+    """The denoiser keys the checkpoint's run set otherwise, and the scale whose they are."""
+    stored = ((checkpoint.get("text2sign_config") or {}).get("model") or {}).get("denoiser") or {}
+    ours = OmegaConf.to_container(cfg.model.denoiser, resolve=True, enum_to_str=True)
+    keys = [f"model.denoiser.{key}={value} (here {ours.get(key)})"
+            for key, value in stored.items() if ours.get(key) != value and key != "_target_"]
+    text = ("the checkpoint's run had " + ", ".join(keys)) if keys else (
+        "its config does not say how (written by other code)")
+    for path in sorted((CONF / "scale").glob("*.yaml")):
+        sets = (OmegaConf.to_container(OmegaConf.load(path)).get("model") or {}).get("denoiser")
+        if keys and sets and all(stored.get(key) == value for key, value in sets.items()) and (
+                any(ours.get(key) != value for key, value in sets.items())):
+            return f"{text}: scale={path.stem}'s denoiser (add scale={path.stem}, or set those keys)"
+    return f"{text}: set those keys" if keys else text
+
+
+def _own(cfg: DictConfig) -> bool:
+    """Whether ckpt_path lies in the run's own directory: the run resumes itself."""
+    own = OmegaConf.select(cfg, "paths.output_dir", throw_on_resolution_failure=False)
+    return bool(own) and Path(cfg.ckpt_path).expanduser().resolve().is_relative_to(
+        Path(own).expanduser().resolve())
+
+
+def check_trainer(cfg: DictConfig) -> None:
+    """Values Lightning takes and the run then fails on (a division by zero) or silently
+    misreads (a negative clipping norm flips the gradients)."""
+    interval, clip = cfg.trainer.get("val_check_interval"), cfg.trainer.get("gradient_clip_val")
+    if interval is not None and interval <= 0:
+        raise ConfigError(f"trainer.val_check_interval={interval} must be above 0: training "
+                          "batches between validations (or a fraction of an epoch)")
+    if clip is not None and clip < 0:
+        raise ConfigError(f"trainer.gradient_clip_val={clip} must be at least 0 (null or 0: no "
+                          "clipping)")
+
+
+def _json(node: DictConfig) -> str:
+    return json.dumps(OmegaConf.to_container(node, resolve=True), sort_keys=True)
+
+
+class _Width(torch.nn.Module):
+    """The text encoder's place in a module built to check its settings: its width only."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.hidden_size = hidden_size
+
+
+@functools.lru_cache(maxsize=8)
+def _text_encoder_width(settings: str) -> int:
+    """The width of the text encoder these settings (JSON) build; building it checks them
+    (quietly: the run loads it again, with its progress bar)."""
+    hf_logging.disable_progress_bar()
+    try:
+        return instantiate(OmegaConf.create(json.loads(settings))).hidden_size
+    finally:
+        hf_logging.enable_progress_bar()
+
+
+def _trainer(cfg: DictConfig) -> None:
+    """Lightning's Trainer of the run, without loggers or callbacks (and without its lines
+    and warnings about the devices and the cluster: the run gives them)."""
+    lightning = logging.getLogger("pytorch_lightning")
+    level = lightning.level
+    lightning.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            instantiate(cfg.trainer, logger=False, callbacks=[])
+    finally:
+        lightning.setLevel(level)
+
+
+def _synthetic_data(cfg: DictConfig) -> None:
+    """The synthetic datamodule (rendered on use); file-based ones make their cache when built,
+    so their values are left to check_data and the run."""
+    if not issubclass(get_class(cfg.data._target_), ClipDataModule):
+        instantiate(cfg.data)
+
+
+def check_generate(cfg: DictConfig, checkpoint: dict[str, Any] | None) -> None:
+    """generate's own values, and the weights it is asked for."""
+    check_prompts(cfg.prompts, "prompts")
+    check_sampling(cfg.steps, cfg.guidance_scale, cfg.fps, "")
+    if cfg.weights not in WEIGHTS:
+        raise ConfigError(f"weights={cfg.weights}: use {', '.join(WEIGHTS)}")
+    if checkpoint is None:
+        return
+    if cfg.weights == "ema" and ema_shadow(checkpoint) is None:
+        raise ConfigError(f"{cfg.ckpt_path} has no EMA weights (trained with ema=false): use "
+                          "weights=raw or weights=auto")
+    stored = OmegaConf.create(checkpoint["text2sign_config"])  # the model generate rebuilds
+    _build("text_encoder", ("text_encoder",), lambda: _text_encoder_width(_json(stored.text_encoder)))
 
 
 def checkpoint_of(cfg: DictConfig) -> dict[str, Any] | None:
@@ -139,10 +371,10 @@ def check_data(cfg: DictConfig) -> None:
                             f"data.{key}=PATH ({what})")
         if data[key] is not None:
             input_path(option, key, data[key])
-    for key in ("batch_size", "num_frames"):
-        if data[key] < 1:
-            raise DataError(f"data.{key}={data[key]} must be at least 1: set data.{key} to a "
-                            "positive number")
+    for key, least in (("batch_size", 1), ("num_frames", 1), ("num_workers", 0)):
+        if data[key] < least:
+            raise DataError(f"data.{key}={data[key]} must be at least {least}: set data.{key} "
+                            f"to {'a positive number' if least else '0 or more'}")
     mults = list(cfg.model.denoiser.channel_mults)
     divisor = size_divisor(mults)
     size = data.image_size
