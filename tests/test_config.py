@@ -5,14 +5,26 @@ from __future__ import annotations
 import shutil
 
 import pytest
+import yaml
 from conftest import CONF, TINY, compose_config, compose_hydra, compose_run
 from entry_points import command, train
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from text2sign.factors import ablation_keys, run_factors
 from text2sign.run.identity import flatten
-from text2sign.run.preflight import ConfigError, check_config
+from text2sign.run.lock import hold_run_directory
+from text2sign.run.preflight import (
+    ConfigError,
+    Preflight,
+    PreflightFailed,
+    check_config,
+    job_problems,
+    multirun_config,
+    sweep_jobs,
+)
 from text2sign.run.record import plain
 
 
@@ -237,3 +249,100 @@ def test_a_key_in_conf_that_its_constructor_lacks_fails_at_registration(tmp_path
             register_configs(conf)
     finally:
         register_configs()  # the real conf/ for the other tests
+
+
+# every value checked before the first job, presets, one-line errors (issue 27) ---------------
+
+@pytest.mark.parametrize("swept, message", [
+    ("eval.steps=2,0", "ConfigError: eval.steps=0: the number of DDIM sampling steps must be >= 1"),
+    ("callbacks.samples.fps=8,0", "ConfigError: callbacks.samples.fps=0: the frame rate"),
+    ("callbacks.ema.decay=0.9,1.5", "ConfigError: callbacks.ema.decay=1.5 must be in (0, 1)"),
+    ("eval.retrieval.num_candidates=4,1", "ConfigError: eval.retrieval.num_candidates=1 must "
+                                          "be >= 2"),
+    ("model.cond_drop_prob=0.1,1.5", "ConfigError: model.cond_drop_prob=1.5 must be in [0, 1)"),
+    ("optimizer.lr=0.001,-1", "ConfigError: optimizer: ValueError: Invalid learning rate: -1.0"),
+    ("data.max_glosses=1,9", "ConfigError: data.max_glosses=9 must be between 1 and 3"),
+    ("model.denoiser.num_heads=2,3", "ConfigError: model.denoiser.num_heads=3 must divide the "
+                                     "width of every attention block (16): set it to one of 1, "
+                                     "2, 4, 8, 16"),
+    ("trainer.val_check_interval=2,0", "ConfigError: trainer.val_check_interval=0 must be "
+                                       "above 0"),
+    ("trainer.gradient_clip_val=1,-1", "ConfigError: trainer.gradient_clip_val=-1 must be at "
+                                       "least 0"),
+    ("trainer.max_steps=4,-5", "ConfigError: trainer: MisconfigurationException: `max_steps` "
+                               "must be a non-negative integer or -1"),
+    ("data.num_workers=0,-1", "DataError: data.num_workers=-1 must be at least 0"),
+    ("text_encoder.name=sentence-transformers/all-MiniLM-L6-v2,/no/such/model",
+     "ConfigError: text encoder '/no/such/model' is neither a local model directory"),
+])
+def test_every_value_of_every_job_is_checked_before_the_first_starts(swept, message):
+    """Once: the eval.*, callbacks.* and other values the run's constructors check were
+    checked only when their job started, after the jobs before it had trained (and a 0 or a
+    negative value some only failed on later, or never)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        config = multirun_config([*TINY, swept])
+        loader = GlobalHydra.instance().config_loader()
+        problems = job_problems(config, sweep_jobs(config, loader), loader)
+    assert len(problems) == 1 and problems[0].startswith("job 2 of 2 ("), problems
+    assert message in problems[0]
+
+
+def test_a_bad_sampling_value_stops_the_sweep_with_nothing_made(tmp_path):
+    sweep = tmp_path / "sweep"
+    said = command("train.py", "-m", *TINY, "eval.steps=2,0", f"hydra.sweep.dir={sweep}")
+    assert said == ("1 of 2 jobs of the sweep cannot run; none was started:\n"
+                    "job 2 of 2 (scale=tiny eval.steps=0): ConfigError: eval.steps=0: the number "
+                    "of DDIM sampling steps must be >= 1, e.g. eval.steps=50")
+    assert not sweep.exists()
+
+
+def test_a_preset_that_sweeps_says_so_without_m_and_its_config_shows_the_sweep(tmp_path,
+                                                                               capfd):
+    """Once: `python train.py experiment=ablation_seeds` trained one job of the default config
+    without a word, and `--cfg job` printed the default config, nothing of the preset."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):  # as in train.py
+        cfg = compose("train", ["experiment=ablation_seeds", f"hydra.run.dir={tmp_path / 'run'}"],
+                      return_hydra_config=True)
+        with pytest.raises(PreflightFailed) as failed:
+            Preflight().on_run_start(cfg)
+    assert str(failed.value) == (
+        "experiment=ablation_seeds is a sweep of 12 jobs (text_encoder=frozen,finetuned "
+        "ema=true,false seed=0,1,2): run it with -m: python train.py -m experiment=ablation_seeds")
+    assert not (tmp_path / "run").exists()
+    capfd.readouterr()
+    assert command("train.py", "experiment=architecture", "--cfg", "job") is None
+    printed = capfd.readouterr().out
+    assert printed.startswith(
+        "# experiment=architecture is a sweep: its jobs are this config with each combination "
+        "of these values (python train.py -m experiment=architecture runs them)\n"
+        "#   model.denoiser.attention: factorised,full\n#   model.denoiser.conv: factorised,full\n")
+    assert yaml.safe_load(printed)["model"]["denoiser"]["attention"] == "factorised"
+    said = command("train.py", "-m", "experiment=architecture", "--cfg", "job")
+    assert said == ("train.py: error: Only one of --run, --multirun, --cfg, --info and "
+                    "--shell_completion can be specified; --cfg prints the config of one job: "
+                    "drop -m")
+
+
+def test_a_run_directory_in_use_stops_in_one_line_and_is_not_written(tmp_path, capfd):
+    """Once: Hydra wrote .hydra/ and train.log into the directory of the run in progress,
+    then the job stopped with a traceback."""
+    run_dir = tmp_path / "run"
+    with hold_run_directory(run_dir):
+        said = command("train.py", *TINY, f"hydra.run.dir={run_dir}")
+    assert said.startswith(f"RunDirectoryInUse: run directory {run_dir} is in use by process ")
+    assert "Traceback" not in "".join(capfd.readouterr())
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]
+
+
+def test_the_other_entry_points_say_a_users_mistake_in_one_line(tmp_path, capfd):
+    capfd.readouterr()
+    for program, args, message in [
+            ("text2sign.cli.prepare", ["data=nope"], "prepare: error: MissingConfigException: "
+                                                     "In 'train': Could not find 'data/nope'"),
+            ("text2sign.cli.bench", ["bench.nope=1"], "bench: error: ConfigKeyError: Key 'nope' "
+                                                      "not in 'BenchConfig'")]:
+        assert command(program, *args) == 2
+        stderr = capfd.readouterr().err
+        assert stderr.startswith(message) and "Traceback" not in stderr, stderr
