@@ -272,6 +272,7 @@ def test_a_key_in_conf_that_its_constructor_lacks_fails_at_registration(tmp_path
     ("trainer.max_steps=4,-5", "ConfigError: trainer: MisconfigurationException: `max_steps` "
                                "must be a non-negative integer or -1"),
     ("data.num_workers=0,-1", "DataError: data.num_workers=-1 must be at least 0"),
+    ("seed=0,-1", "ConfigError: seed=-1 must be between 0 and 4294967295"),
     ("text_encoder.name=sentence-transformers/all-MiniLM-L6-v2,/no/such/model",
      "ConfigError: text encoder '/no/such/model' is neither a local model directory"),
 ])

@@ -28,6 +28,7 @@ from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
+from lightning_fabric.utilities.seed import max_seed_value, min_seed_value
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from transformers.utils import logging as hf_logging
@@ -157,6 +158,9 @@ def check_config(cfg: DictConfig, swept: Collection[str] = ()) -> None:
     if "data" in cfg and _free(("data", "model.denoiser.channel_mults"), swept):
         check_data(cfg)
     if "model" in cfg:
+        if _free(("seed",), swept) and not min_seed_value <= cfg.seed <= max_seed_value:
+            raise ConfigError(f"seed={cfg.seed} must be between {min_seed_value} and "
+                              f"{max_seed_value}: the seed of numpy's generator too")
         if _free(("trainer",), swept):
             check_trainer(cfg)
         module = check_settings(cfg, swept)
