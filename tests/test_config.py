@@ -13,6 +13,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from text2sign.data.clips import DataError
 from text2sign.factors import ablation_keys, run_factors
 from text2sign.run.identity import flatten
 from text2sign.run.lock import hold_run_directory
@@ -21,9 +22,6 @@ from text2sign.run.preflight import (
     Preflight,
     PreflightFailed,
     check_config,
-    job_problems,
-    multirun_config,
-    sweep_jobs,
 )
 from text2sign.run.record import plain
 
@@ -253,40 +251,35 @@ def test_a_key_in_conf_that_its_constructor_lacks_fails_at_registration(tmp_path
 
 # every value checked before the first job, presets, one-line errors (issue 27) ---------------
 
-@pytest.mark.parametrize("swept, message", [
-    ("eval.steps=2,0", "ConfigError: eval.steps=0: the number of DDIM sampling steps must be >= 1"),
-    ("callbacks.samples.fps=8,0", "ConfigError: callbacks.samples.fps=0: the frame rate"),
-    ("callbacks.ema.decay=0.9,1.5", "ConfigError: callbacks.ema.decay=1.5 must be in (0, 1)"),
-    ("eval.retrieval.num_candidates=4,1", "ConfigError: eval.retrieval.num_candidates=1 must "
-                                          "be >= 2"),
-    ("model.cond_drop_prob=0.1,1.5", "ConfigError: model.cond_drop_prob=1.5 must be in [0, 1)"),
-    ("optimizer.lr=0.001,-1", "ConfigError: optimizer: ValueError: Invalid learning rate: -1.0"),
-    ("data.max_glosses=1,9", "ConfigError: data.max_glosses=9 must be between 1 and 3"),
-    ("model.denoiser.num_heads=2,3", "ConfigError: model.denoiser.num_heads=3 must divide the "
-                                     "width of every attention block (16): set it to one of 1, "
-                                     "2, 4, 8, 16"),
-    ("trainer.val_check_interval=2,0", "ConfigError: trainer.val_check_interval=0 must be "
-                                       "above 0"),
-    ("trainer.gradient_clip_val=1,-1", "ConfigError: trainer.gradient_clip_val=-1 must be at "
-                                       "least 0"),
-    ("trainer.max_steps=4,-5", "ConfigError: trainer: MisconfigurationException: `max_steps` "
-                               "must be a non-negative integer or -1"),
-    ("data.num_workers=0,-1", "DataError: data.num_workers=-1 must be at least 0"),
-    ("seed=0,-1", "ConfigError: seed=-1 must be between 0 and 4294967295"),
-    ("text_encoder.name=sentence-transformers/all-MiniLM-L6-v2,/no/such/model",
-     "ConfigError: text encoder '/no/such/model' is neither a local model directory"),
+@pytest.mark.parametrize("bad, message", [
+    ("eval.steps=0", "ConfigError: eval.steps=0: the number of DDIM sampling steps must be >= 1"),
+    ("callbacks.samples.fps=0", "ConfigError: callbacks.samples.fps=0: the frame rate"),
+    ("callbacks.ema.decay=1.5", "ConfigError: callbacks.ema.decay=1.5 must be in (0, 1)"),
+    ("eval.retrieval.num_candidates=1", "ConfigError: eval.retrieval.num_candidates=1 must be "
+                                        ">= 2"),
+    ("model.cond_drop_prob=1.5", "ConfigError: model.cond_drop_prob=1.5 must be in [0, 1)"),
+    ("optimizer.lr=-1", "ConfigError: optimizer: ValueError: Invalid learning rate: -1.0"),
+    ("data.max_glosses=9", "ConfigError: data.max_glosses=9 must be between 1 and 3"),
+    ("model.denoiser.num_heads=3", "ConfigError: model.denoiser.num_heads=3 must divide the "
+                                   "width of every attention block (16): set it to one of 1, 2, "
+                                   "4, 8, 16"),
+    ("trainer.val_check_interval=0", "ConfigError: trainer.val_check_interval=0 must be above 0"),
+    ("trainer.gradient_clip_val=-1", "ConfigError: trainer.gradient_clip_val=-1 must be at "
+                                     "least 0"),
+    ("trainer.max_steps=-5", "ConfigError: trainer: MisconfigurationException: `max_steps` must "
+                             "be a non-negative integer or -1"),
+    ("data.num_workers=-1", "DataError: data.num_workers=-1 must be at least 0"),
+    ("seed=-1", "ConfigError: seed=-1 must be between 0 and 4294967295"),
+    ("text_encoder.name=/no/such/model", "ConfigError: text encoder '/no/such/model' is neither "
+                                         "a local model directory"),
 ])
-def test_every_value_of_every_job_is_checked_before_the_first_starts(swept, message):
+def test_every_value_a_run_checks_is_checked_before_it_starts(tmp_path, bad, message):
     """Once: the eval.*, callbacks.* and other values the run's constructors check were
-    checked only when their job started, after the jobs before it had trained (and a 0 or a
-    negative value some only failed on later, or never)."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        config = multirun_config([*TINY, swept])
-        loader = GlobalHydra.instance().config_loader()
-        problems = job_problems(config, sweep_jobs(config, loader), loader)
-    assert len(problems) == 1 and problems[0].startswith("job 2 of 2 ("), problems
-    assert message in problems[0]
+    checked only as the run (or its job of a sweep, after the jobs before it) started, after
+    its directory was made; a 0 or a negative value some only failed on later, or never."""
+    with pytest.raises((ConfigError, DataError)) as error:
+        check_config(compose_config([*TINY, bad], tmp_path))
+    assert message in f"{type(error.value).__name__}: {error.value}"
 
 
 def test_a_bad_sampling_value_stops_the_sweep_with_nothing_made(tmp_path):

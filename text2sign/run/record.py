@@ -172,7 +172,8 @@ class RunRecord:
         diverged = {**(diverged or {}), **{key: str(value) for key, value in values.items()
                                            if isinstance(value, float) and not math.isfinite(value)}}
         before = {name: self.results[name] for name in (section, "diverged")}
-        gone = {f"{section}.{key}" for key in values} & before["diverged"].keys()  # set again
+        gone = {f"{section}.{key}" for key, value in values.items()  # measured again
+                if value is not None} & before["diverged"].keys()
         new = {**before[section], **values, **dict.fromkeys(diverged)}
         if section == "eval" and (diverged or gone):
             reasons = {k: v for k, v in new.get("unavailable", {}).items()
