@@ -262,7 +262,7 @@ def test_baseline_metrics_and_output_format_options(tree, tmp_path):
     assert not (tmp_path / "comparison_table.tex").exists()
     assert not (tmp_path / "comparison_table.md").exists()
     header = (tmp_path / "comparison_table.csv").read_text().splitlines()[0]
-    assert header.startswith("ema,text_encoder,n,diverged,fvd_mean,") and "lpips" not in header
+    assert header.startswith("ema,text_encoder,n,diverged,failed,fvd_mean,") and "lpips" not in header
     row = read_table(tmp_path / "comparison_table.csv")[key("finetuned", False)]
     assert row["fvd_delta_pct"] == "0.0" and row["fvd_p_value"] == ""
     report = (tmp_path / "ABLATION_RESULTS_REPORT.txt").read_text()

@@ -167,7 +167,7 @@ def test_option_lists_do_not_swallow_the_results_directory(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)  # no outputs/ here: the old parse fails on it
     assert analyze("--metrics", "val_loss", "mine") == 0
     header = (tree / "analysis" / "comparison_table.csv").read_text().splitlines()[0]
-    assert header.startswith("n,diverged,val_loss_mean,") and header.count(",fvd") == 0
+    assert header.startswith("n,diverged,failed,val_loss_mean,") and header.count(",fvd") == 0
     assert analyze("--baseline", "ema=true", str(tree), "--output-dir", "out2") == 0
     assert "Runs found: 2" in (tmp_path / "out2" / "ABLATION_RESULTS_REPORT.txt").read_text()
     with pytest.raises(SystemExit, match="2"):
@@ -501,9 +501,32 @@ def test_a_group_whose_every_seed_diverged_is_a_group_and_only_failed_runs_exit_
     fvd = study.summaries["fvd"][1]
     assert (fvd.n, fvd.diverged, math.isnan(fvd.mean)) == (0, ["0", "1"], True)
     assert analyze(tmp_path) == 0
+    for seed in (0, 1):  # failed otherwise (out of memory): a group of seeds without figures
+        run_dir = tmp_path / f"lr{seed}"
+        write_run(run_dir, record(100.0, seed) | {"status": "failed", "error": "OutOfMemoryError"},
+                  resolved=config("frozen", True, seed, run_dir, **{"optimizer.lr": 0.1}))
+    study = build_study(collect([tmp_path], skip=tmp_path / "analysis"))
+    failed = next(g for g in study.groups if g.failed)
+    assert (study.label(failed), failed.size) == ("optimizer.lr=0.1 text_encoder=frozen",
+                                                  "2 (2 failed)")
+    assert analyze(tmp_path, "--quality", "fvd") == 0
+    assert ("fvd not comparable: 2 of 2 seeds of this group failed: nothing to test"
+            in report_of(tmp_path / "analysis"))
     for seed in (0, 1):
         shutil.rmtree(tmp_path / f"frozen{seed}")
     assert analyze(tmp_path) == 1  # nothing completed: nothing was compared
+
+
+def test_a_completed_copy_of_a_run_is_used_before_one_that_failed(tmp_path):
+    """A run made again after a failure of the machine (same configuration, seed and code)."""
+    for name, status in (("first", "failed"), ("again", "completed")):
+        run_dir = tmp_path / name
+        data = record(100.0, 0) | {"status": status}
+        data["provenance"] = {"started_at": f"2026-01-0{1 + (name == 'again')}T00:00:00"}
+        write_run(run_dir, data, resolved=config("frozen", True, 0, run_dir))
+    study = build_study(collect([tmp_path], skip=tmp_path / "analysis"))
+    assert [run.path.name for run in study.groups[0].runs] == ["again"]
+    assert [run.path.name for copies in study.copies for run in copies.others] == ["first"]
 
 
 def test_identical_differences_get_an_exact_test_never_p_0(tmp_path):

@@ -87,7 +87,7 @@ def read_run(path: Path, name: str) -> Run:
     results, status, error = _read(path)
     factors, source = _factors(results, path.parent)
     diverged = run_diverged(results, status, error) if status != "unreadable" else {}
-    config = read_config(path.parent) if status == "completed" or diverged else None
+    config = read_config(path.parent) if status in ("completed", "failed") else None
     return Run(path.parent, name, status, error, factors, results, source, config, diverged)
 
 

@@ -125,13 +125,13 @@ def _counted_once(study: Study) -> list[str]:
 
 
 def groups_table(study: Study) -> tuple[list[str], list[list[str]]]:
-    """Each group's seeds, and those that diverged (a column only when some did)."""
-    header, rows = ["group", "n", "seeds"], []
-    for group in study.groups:
-        rows.append([study.label(group), str(len(group.runs)), ", ".join(group.seeds)])
-        if study.diverged:
-            rows[-1].append(", ".join(level(run.seed)[2] for run in group.runs if run.diverged))
-    return header + ["diverged"] * bool(study.diverged), rows
+    """Each group's seeds, and those that diverged or failed (a column only when some did)."""
+    columns = [kind for kind in ("diverged", "failed")
+               if any(getattr(group, kind) for group in study.groups)]
+    rows = [[study.label(group), str(len(group.runs)), ", ".join(group.seeds),
+             *(", ".join(level(run.seed)[2] for run in getattr(group, kind)) for kind in columns)]
+            for group in study.groups]
+    return ["group", "n", "seeds", *columns], rows
 
 
 def findings_header(study: Study) -> list[str]:
@@ -173,7 +173,13 @@ def key_finding(study: Study, i: int) -> str:
     if summary.diverged or base.diverged:
         return f"{metric.name} {summary.why}"
     if math.isnan(summary.delta_pct):
-        return f"{metric.name} not comparable (missing in this group or the baseline)"
+        group, base_group = study.groups[i], study.groups[0]
+        empty = [f"{len(g.failed)} of {len(g.runs)} seeds of {where} failed"
+                 for g, s, where in ((group, summary, "this group"), (base_group, base,
+                                                                      "the baseline"))
+                 if not s.n and g.failed]
+        return (f"{metric.name} not comparable: " + ("; ".join(empty) or "missing in this "
+                "group or the baseline") + ": nothing to test")
     effect = f"{metric.name} {abs(summary.delta_pct):.1f}% {verdict(metric, summary.delta_pct)}"
     sig = significant(summary)
     if sig is None:
@@ -239,7 +245,7 @@ def excluded(study: Study) -> list[tuple[str, list[str]]]:
 
 
 def notes(study: Study) -> list[str]:
-    single = [study.label(g) for g in study.groups if len(g.runs) < 2]
+    single = [study.label(g) for g in study.groups if len(g.completed) < 2]
     lines = []
     if single:
         lines.append(f"More seeds are needed: {len(single)} group(s) have a single seed "

@@ -15,9 +15,10 @@ from text2sign.analysis.stats import NAN, Summary, delta_pct, holm, summarize, t
 
 
 def counts(run: Run) -> bool:
-    """Whether a run is a seed of its group: it completed, or it failed diverging (a finding:
-    counted as diverged, never left out)."""
-    return run.status == "completed" or run.status == "failed" and bool(run.diverged)
+    """Whether a run is a seed of its group: it completed, or it failed and its configuration
+    says which group it is of (one that failed diverging is a finding, a diverged seed; any
+    other failure a seed without figures: a group of failed runs is shown, not left out)."""
+    return run.status == "completed" or run.status == "failed" and run.config is not None
 
 
 # the baseline unless --baseline says otherwise: the first of these that a group matches
@@ -154,10 +155,12 @@ def _summaries(groups: list[Group], metrics: list[Metric]) -> dict[str, list[Sum
 
 def outcome(metric: Metric, run: Run) -> float | str | None:
     """The run's number for `metric`; DIVERGED where it diverged (every metric of a run that
-    failed diverging: its figures are those of a run cut short); None where it has none."""
-    if run.status == "failed" or f"{metric.section}.{metric.key}" in run.diverged:
-        return DIVERGED
-    return metric.value(run.results)
+    failed diverging: its figures are those of a run cut short); None where it has none (a run
+    that failed otherwise has none)."""
+    if run.status == "failed":
+        return DIVERGED if run.diverged else None
+    return DIVERGED if f"{metric.section}.{metric.key}" in run.diverged else metric.value(
+        run.results)
 
 
 def diverged_text(summary: Summary, base: Summary) -> str:

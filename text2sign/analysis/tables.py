@@ -17,14 +17,14 @@ LATEX_SPECIAL = {"\\": r"\textbackslash{}", "_": r"\_", "&": r"\&", "%": r"\%", 
 
 
 def csv_table(study: Study) -> str:
-    header = [*study.factors, "n", "diverged"]
+    header = [*study.factors, "n", "diverged", "failed"]
     header += [f"{metric.name}_{stat}" for metric in study.metrics for stat in STATISTICS]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     for i, group in enumerate(study.groups):
         row: list[str | int] = [group.levels[name][2] for name in study.factors]
-        row += [len(group.runs), sum(bool(run.diverged) for run in group.runs)]
+        row += [len(group.runs), len(group.diverged), len(group.failed)]
         for metric in study.metrics:
             summary = study.summaries[metric.name][i]
             row += [_full(getattr(summary, stat)) for stat in STATISTICS]
