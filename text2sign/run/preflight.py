@@ -40,7 +40,7 @@ from text2sign.run.dry_build import (
     check_generate,
     check_settings,
 )
-from text2sign.run.lock import LOCK, RunDirectoryInUse, hold_run_directory
+from text2sign.run.lock import RunDirectoryInUse, held_by, in_use
 from text2sign.run.record import one_line
 from text2sign.schema import SchemaError
 
@@ -76,13 +76,11 @@ class Preflight(Callback):
 
 
 def _not_in_use(run_dir: Path) -> None:
-    """Stop if another process holds `run_dir`, before Hydra writes its .hydra/ and log there."""
-    if (run_dir / LOCK).exists():
-        try:
-            with hold_run_directory(run_dir):
-                pass
-        except RunDirectoryInUse as err:
-            raise PreflightFailed(one_line(err)) from None
+    """Stop if another process holds `run_dir`, before Hydra writes its .hydra/ and log there
+    (only asked: the run takes the lock, and says when it takes over a dead process's)."""
+    holder = held_by(run_dir)
+    if holder:
+        raise PreflightFailed(one_line(in_use(run_dir, holder)))
 
 
 EVERY_KEY = ""  # in `swept`: every key (a swept config group varies them all)
