@@ -262,7 +262,7 @@ def test_baseline_metrics_and_output_format_options(tree, tmp_path):
     assert not (tmp_path / "comparison_table.tex").exists()
     assert not (tmp_path / "comparison_table.md").exists()
     header = (tmp_path / "comparison_table.csv").read_text().splitlines()[0]
-    assert header.startswith("ema,text_encoder,n,fvd_mean,") and "lpips" not in header
+    assert header.startswith("ema,text_encoder,n,diverged,failed,fvd_mean,") and "lpips" not in header
     row = read_table(tmp_path / "comparison_table.csv")[key("finetuned", False)]
     assert row["fvd_delta_pct"] == "0.0" and row["fvd_p_value"] == ""
     report = (tmp_path / "ABLATION_RESULTS_REPORT.txt").read_text()
@@ -354,13 +354,17 @@ def test_sample_sheets_draw_german_captions_with_glyphs(tmp_path):
     assert drawn != title_row(f'"{prompt}"'.replace("ü", "\U0010FFFD").replace("ö", "\U0010FFFD"))
 
 
-def test_no_completed_run_still_gives_a_report(tmp_path, capsys):
+def test_no_completed_run_still_gives_a_report_and_exits_1(tmp_path, capsys):
     write_run(tmp_path / "run", results(factors("frozen", True, 0), 1.0, 1.0, 0, "running"))
     write_run(tmp_path / "broken", "{")
-    assert analyze(tmp_path) == 0
+    assert analyze(tmp_path) == 1  # once 0: a study of nothing looked like a success
     report = (tmp_path / "analysis" / "ABLATION_RESULTS_REPORT.txt").read_text()
     assert "Runs found: 2 (0 completed, 0 failed, 1 running, 1 unreadable)" in report
-    assert capsys.readouterr().out.splitlines()[-1].startswith("analysed 2 runs (0 completed)")
+    printed = capsys.readouterr()
+    assert printed.out.splitlines()[-1].startswith("analysed 2 runs (0 completed)")
+    assert printed.err == ("analyze.py: error: none of the 2 runs completed, so nothing was "
+                           f"compared: {tmp_path / 'analysis' / 'ABLATION_RESULTS_REPORT.txt'} "
+                           "lists them and why\n")
 
 
 def test_loss_curves_align_seeds_on_step():

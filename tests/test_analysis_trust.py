@@ -4,6 +4,7 @@ argument) and the false-positive rate and power of its tests on simulated data."
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import re
@@ -166,7 +167,7 @@ def test_option_lists_do_not_swallow_the_results_directory(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)  # no outputs/ here: the old parse fails on it
     assert analyze("--metrics", "val_loss", "mine") == 0
     header = (tree / "analysis" / "comparison_table.csv").read_text().splitlines()[0]
-    assert header.startswith("n,val_loss_mean,") and header.count(",fvd") == 0
+    assert header.startswith("n,diverged,failed,val_loss_mean,") and header.count(",fvd") == 0
     assert analyze("--baseline", "ema=true", str(tree), "--output-dir", "out2") == 0
     assert "Runs found: 2" in (tmp_path / "out2" / "ABLATION_RESULTS_REPORT.txt").read_text()
     with pytest.raises(SystemExit, match="2"):
@@ -431,3 +432,150 @@ def test_null_studies_with_copied_runs_call_about_5_percent_significant():
         assert [g.seeds for g in study.groups] == [["0", "1", "2", "3"]] * 2
         calls += significant(study.summaries["fvd"][1]) is True
     assert 0.02 <= calls / repeats <= 0.08, calls / repeats  # 5% ± 3 standard errors
+
+
+# trust at the edges: diverged runs, degenerate statistics, labels (issue 27) ----------------
+
+VAL_LOSS = {"baseline": [0.100, 0.110, 0.105, 0.108], "arm": [0.070, 0.072, 0.071, 0.069]}
+
+
+def two_arms(root: Path, arm_seed_3: str) -> Path:
+    """Two arms of 4 seeds (frozen: the baseline; finetuned, clearly lower val_loss), the
+    finetuned arm's seed 3 diverged as each kind of record says it."""
+    for encoder, name in (("frozen", "baseline"), ("finetuned", "arm")):
+        for seed, value in enumerate(VAL_LOSS[name]):
+            run_dir = root / f"{encoder}{seed}"
+            data = record(100.0, seed, text_encoder=encoder)
+            data["eval"]["val_loss"] = value
+            if (name, seed) == ("arm", 3):
+                if arm_seed_3 == "legacy":  # older code wrote the bare token: Infinity
+                    data["eval"]["val_loss"] = math.inf
+                elif arm_seed_3 == "strict":  # today's record: null, and what it was
+                    data["eval"]["val_loss"] = None
+                    data["eval"]["unavailable"]["val_loss"] = "diverged: it was inf"
+                    data["diverged"] = {"eval.val_loss": "inf"}
+                else:  # train.py stopped it (model.nonfinite_loss=fail)
+                    data.update(status="failed", error="NonFiniteLossError: training loss is "
+                                "nan at step 30: lower optimizer.lr")
+            write_run(run_dir, data, resolved=config(encoder, True, seed, run_dir))
+    return root
+
+
+@pytest.mark.parametrize("arm_seed_3", ["legacy", "strict", "failed"])
+def test_a_diverged_seed_is_counted_and_no_group_is_better_on_the_seeds_left(tmp_path,
+                                                                             arm_seed_3):
+    """Once: the diverged seed was dropped from its group's mean, and the arm was reported
+    '-33.7% (better), significant' on the three seeds that survived."""
+    two_arms(tmp_path, arm_seed_3)
+    assert analyze(tmp_path, "--metrics", "val_loss", "--quality", "val_loss") == 0
+    out = tmp_path / "analysis"
+    report = report_of(out)
+    finding = next(line for line in report.splitlines() if line.startswith("text_encoder="))
+    assert "better" not in finding and "significant" not in finding
+    assert ("val_loss not compared: 1 of 4 seeds diverged (seed 3) here; a mean of the others "
+            "would hide it") in finding
+    assert "Diverged: 1 run(s), counted as diverged seeds of their groups" in report
+    assert f"{tmp_path / 'finetuned3'}: " in report[report.index("Diverged runs"):]
+    with open(out / "comparison_table.csv") as f:
+        table = {row["text_encoder"]: row for row in csv.DictReader(f)}
+    assert [table[name][column] for name in ("frozen", "finetuned")
+            for column in ("n", "diverged")] == ["4", "0", "4", "1"]
+    assert table["finetuned"]["val_loss_mean"] == ""  # no mean of the seeds left
+    markdown = (out / "comparison_table.md").read_text()
+    assert "| finetuned | 4 (1 diverged) | diverged in 1 of 4 seeds |" in markdown
+    assert "text_encoder=finetuned | 4 | 0, 1, 2, 3 | 3" in report  # Groups
+
+
+def test_a_group_whose_every_seed_diverged_is_a_group_and_only_failed_runs_exit_1(tmp_path):
+    for seed in (0, 1):
+        for encoder in ("frozen", "finetuned"):
+            run_dir = tmp_path / f"{encoder}{seed}"
+            data = record(100.0 + seed, seed, text_encoder=encoder)
+            if encoder == "finetuned":
+                data.update(status="failed", error="NonFiniteLossError: training loss is inf "
+                            "at step 2")
+            write_run(run_dir, data, resolved=config(encoder, True, seed, run_dir))
+    study = build_study(collect([tmp_path], skip=tmp_path / "analysis"))
+    assert [study.label(g) for g in study.groups] == ["text_encoder=frozen",
+                                                      "text_encoder=finetuned"]
+    fvd = study.summaries["fvd"][1]
+    assert (fvd.n, fvd.diverged, math.isnan(fvd.mean)) == (0, ["0", "1"], True)
+    assert analyze(tmp_path) == 0
+    for seed in (0, 1):  # failed otherwise (out of memory): a group of seeds without figures
+        run_dir = tmp_path / f"lr{seed}"
+        write_run(run_dir, record(100.0, seed) | {"status": "failed", "error": "OutOfMemoryError"},
+                  resolved=config("frozen", True, seed, run_dir, **{"optimizer.lr": 0.1}))
+    study = build_study(collect([tmp_path], skip=tmp_path / "analysis"))
+    failed = next(g for g in study.groups if g.failed)
+    assert (study.label(failed), failed.size) == ("optimizer.lr=0.1 text_encoder=frozen",
+                                                  "2 (2 failed)")
+    assert analyze(tmp_path, "--quality", "fvd") == 0
+    assert ("fvd not comparable: 2 of 2 seeds of this group failed: nothing to test"
+            in report_of(tmp_path / "analysis"))
+    for seed in (0, 1):
+        shutil.rmtree(tmp_path / f"frozen{seed}")
+    assert analyze(tmp_path) == 1  # nothing completed: nothing was compared
+
+
+def test_a_completed_copy_of_a_run_is_used_before_one_that_failed(tmp_path):
+    """A run made again after a failure of the machine (same configuration, seed and code)."""
+    for name, status in (("first", "failed"), ("again", "completed")):
+        run_dir = tmp_path / name
+        data = record(100.0, 0) | {"status": status}
+        data["provenance"] = {"started_at": f"2026-01-0{1 + (name == 'again')}T00:00:00"}
+        write_run(run_dir, data, resolved=config("frozen", True, 0, run_dir))
+    study = build_study(collect([tmp_path], skip=tmp_path / "analysis"))
+    assert [run.path.name for run in study.groups[0].runs] == ["again"]
+    assert [run.path.name for copies in study.copies for run in copies.others] == ["first"]
+
+
+def test_identical_differences_get_an_exact_test_never_p_0(tmp_path):
+    """Once: fvd higher by the same amount in every seed made ttest_rel's t infinite, and
+    the report said 'significant (Holm p=0)' with 3 seeds, which no test can support."""
+    x, y = [(0, 1.1), (1, 2.1), (2, 3.1)], [(0, 1.0), (1, 2.0), (2, 3.0)]  # 0.1 up to rounding
+    paired = t_test(x, y)
+    assert paired.p == pytest.approx(2 / 2 ** 3) and paired.name.startswith(
+        "exact sign-flip test over 3 seeds")
+    assert t_test(x[:2], y[:2]).p == pytest.approx(0.5)  # two seeds: never below 0.5
+    assert t_test([(s, 2.0) for s in range(3)], [(s + 3, 1.0) for s in range(3)]).p == \
+        pytest.approx(2 / math.comb(6, 3))  # no spread in either group, unpaired
+    assert t_test([(s, s + 0.5) for s in range(7)], [(s, float(s)) for s in range(7)]).p == \
+        pytest.approx(2 / 2 ** 7)  # seven seeds can reach p < 0.05
+    same = t_test(y, y)
+    assert math.isnan(same.p) and same.why == "the same in every seed: nothing to test"
+    assert t_test(x[:1], y).why == "one seed: more seeds needed for a test"
+    for seed in (0, 1, 2):
+        for encoder, fvd in (("frozen", 100.0 + seed), ("finetuned", 110.0 + seed)):
+            run_dir = tmp_path / f"{encoder}{seed}"
+            write_run(run_dir, record(fvd, seed, text_encoder=encoder),
+                      resolved=config(encoder, True, seed, run_dir))
+    assert analyze(tmp_path, "--metrics", "fvd") == 0
+    finding = next(line for line in report_of(tmp_path / "analysis").splitlines()
+                   if line.startswith("text_encoder="))
+    assert finding.endswith("fvd 9.9% worse, not significant (Holm p=0.25, exact sign-flip "
+                            "test over 3 seeds (every seed differs by the same amount)): with 3 "
+                            "seeds no p-value below 0.25 is possible; train more seeds (python "
+                            "train.py -m experiment=ablation_seeds)")
+
+
+def test_values_shown_in_report_md_are_escaped(tmp_path):
+    """Once: an error message or a setting went into report.md as markup: `<img ...>` ran in
+    a browser that rendered the report, `*x*` turned italic, `a|b` split a table cell."""
+    for seed in (0, 1):
+        for tag in ("<img src=x onerror=alert(1)>", "*x*|y"):
+            run_dir = tmp_path / f"{len(tag)}_{seed}"
+            data = results({**factors("frozen", True, seed), "tag": tag}, 100.0 + seed, 60.0,
+                           seed)
+            write_run(run_dir, data, resolved=config("frozen", True, seed, run_dir, tags=[tag]))
+    failed = results(factors("frozen", True, 9), 1.0, 1.0, 9, "failed",
+                     "ValueError: <script>alert(1)</script> [link](http://x) # not a title")
+    write_run(tmp_path / "failed", failed)
+    assert analyze(tmp_path) == 0
+    markdown = (tmp_path / "analysis" / "report.md").read_text()
+    table = (tmp_path / "analysis" / "comparison_table.md").read_text()
+    for text in (markdown, table):
+        assert not re.search(r"(?<!\\)(<img|<script|\*x)", text)  # nothing unescaped
+        assert r"\*x\*\|y" in text
+    assert (r"ValueError: \<script\>alert(1)\</script\> \[link\](http://x) \# not a title"
+            in markdown)
+    assert r"\<img src=x onerror=alert(1)\>" in markdown

@@ -71,3 +71,27 @@ def test_the_check_passes_on_this_project():
     assert lines[-1].startswith(f"all {len(lines) - 1} checks passed in ")
     assert all(line.startswith("PASS ") for line in lines[:-1])
     assert "PASS no_ema: checkpoints/: last, best and final load, at step 2" in lines
+
+
+def test_the_check_fails_where_training_would(tmp_path, monkeypatch, capsys):
+    """Once: with ./outputs a file (or a folder that cannot be written), every check passed,
+    and then `python train.py` stopped: the check trains in a temporary folder."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs").write_text("a file where the runs go")
+    checks = check.Checks()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        check.check_here(checks)
+        assert checks.failed == ["here: python train.py", "here: python train.py -m"]
+        (tmp_path / "outputs").unlink()
+        check.check_here(checks)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("FAIL here: python train.py: ConfigError: cannot write the output "
+                               "folder outputs/runs/")
+    assert lines[0].endswith(f"({tmp_path / 'outputs'} is a file): set hydra.run.dir to a "
+                             "writable folder")
+    assert lines[1].startswith("FAIL here: python train.py -m: ConfigError: cannot write the "
+                               "output folder outputs/multirun/")
+    assert lines[2].startswith("PASS here: python train.py: the pre-flight passes; it would "
+                               "write outputs/runs/")
+    assert checks.passed == 2 and list(tmp_path.iterdir()) == []  # nothing made

@@ -9,15 +9,16 @@ import logging
 
 import pytest
 import torch
-from conftest import CONF, TINY, compose_run
+from conftest import CONF, TINY, compose_config, compose_run
 from entry_points import command
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from text2sign.cli.generate import load_module
 from text2sign.run.checkpointing import CheckpointError, read_checkpoint
-from text2sign.run.job import run
+from text2sign.run.job import build_module, run
 from text2sign.run.preflight import Preflight, PreflightFailed
+from text2sign.run.record import plain
 
 
 def not_checkpoints(folder) -> dict[str, tuple]:
@@ -107,3 +108,79 @@ def test_train_false_evaluates_a_tiny_checkpoint_without_ema_from_the_default_co
     assert "from the command line: eval.num_videos=2" in said
     assert "ignored, the checkpoint's config decides: data.batch_size" in said
     assert (run_dir / "samples" / "grid.png").exists()
+
+
+# checkpoints that do not fit, generate's values (issue 27) ------------------------------------
+
+def a_checkpoint(path, overrides: list[str], step: int = 4, ema: bool = True,
+                 encoder: str | None = None):
+    """A checkpoint as train.py writes it (what the pre-flight reads of one), of the model
+    that `overrides` compose, untrained: building it takes a second, training one far more."""
+    cfg = compose_config(overrides, path.parent)
+    GlobalHydra.instance().clear()
+    module = build_module(cfg)
+    weights = {k: v for k, v in module.state_dict().items() if not k.startswith("text_encoder.")}
+    torch.save({"state_dict": weights, "global_step": step, "text2sign_config": plain(cfg),
+                "text_encoder": {"name": encoder or cfg.text_encoder.name, "trainable": False},
+                "callbacks": {"EMA": {"shadow": weights}} if ema else {}}, path)
+    return path
+
+
+def test_a_checkpoint_that_does_not_fit_stops_before_any_directory_is_made(tmp_path):
+    """Once: a scale=tiny checkpoint continued at scale=small made the run directory, then
+    failed with a hundred lines of size mismatches; one at or past trainer.max_steps was
+    recorded as completed, having trained nothing."""
+    tiny = a_checkpoint(tmp_path / "tiny.ckpt", TINY)
+    out = tmp_path / "out"
+
+    def preflight(*overrides: str) -> str | None:
+        cfg = hydra_config("train", [f"ckpt_path={tiny}", f"hydra.run.dir={out}", *overrides])
+        try:
+            Preflight().on_run_start(cfg)
+        except PreflightFailed as failed:
+            return str(failed)
+        return None
+
+    said = preflight()  # the default scale=small
+    assert said.startswith(f"ConfigError: ckpt_path={tiny} holds a model of another shape (")
+    assert "denoiser.down.0.res.conv1.weight is [8, 8, 1, 3, 3] there, [32, 32, 1, 3, 3] here" \
+        in said
+    assert said.endswith("the checkpoint's run had model.denoiser.base_channels=8 (here 32), "
+                         "model.denoiser.num_heads=2 (here 4): scale=tiny's denoiser (add "
+                         "scale=tiny, or set those keys)")
+    said = preflight(*TINY, "trainer.max_steps=8", "model.denoiser.attention=full")
+    assert "denoiser.mid.0.attn.joint.out.weight is absent there, [16, 16] here" in said
+    assert said.endswith("had model.denoiser.attention=factorised (here full): set those keys")
+    assert preflight(*TINY, "trainer.max_steps=4") == (
+        f"ConfigError: ckpt_path={tiny} is at step 4, so trainer.max_steps=4 trains nothing: set "
+        "trainer.max_steps above 4 to continue it (e.g. 8), or train=false to evaluate it")
+    assert preflight(*TINY, "trainer.max_steps=8") is None  # continues: fits
+    assert preflight("train=false") is None  # evaluated with the config stored in it
+    other = a_checkpoint(tmp_path / "other.ckpt", TINY, encoder="someone/else")
+    cfg = hydra_config("train", [f"ckpt_path={other}", f"hydra.run.dir={out}", *TINY,
+                                 "trainer.max_steps=8"])
+    with pytest.raises(PreflightFailed, match="was trained with text_encoder.name=someone/else, "
+                                              "this run builds sentence-transformers"):
+        Preflight().on_run_start(cfg)
+    assert not out.exists()
+
+
+def test_generates_values_stop_it_in_one_line_before_its_directory(tmp_path, monkeypatch,
+                                                                   capfd):
+    """Once: steps=0, prompts=[] or weights=ema of a run without EMA made the output folder,
+    then stopped with a traceback."""
+    with_ema = a_checkpoint(tmp_path / "ema.ckpt", TINY)
+    without = a_checkpoint(tmp_path / "raw.ckpt", TINY, ema=False)
+    monkeypatch.chdir(tmp_path)
+    capfd.readouterr()
+    for checkpoint, args, message in [
+            (with_ema, ["steps=0"], "ValueError: steps=0: the number of DDIM sampling steps must "
+                                    "be >= 1, e.g. steps=50"),
+            (with_ema, ["prompts=[]"], "ValueError: prompts must be a non-empty list"),
+            (with_ema, ["weights=best"], "ConfigError: weights=best: use auto, ema, raw"),
+            (without, ["weights=ema"], f"ConfigError: {without} has no EMA weights (trained with "
+                                       "ema=false): use weights=raw or weights=auto")]:
+        said = command("text2sign.cli.generate", f"ckpt_path={checkpoint}", *args)
+        assert said.startswith(message), said
+        assert "Traceback" not in "".join(capfd.readouterr())
+    assert not (tmp_path / "outputs").exists()

@@ -5,14 +5,24 @@ from __future__ import annotations
 import shutil
 
 import pytest
+import yaml
 from conftest import CONF, TINY, compose_config, compose_hydra, compose_run
 from entry_points import command, train
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from text2sign.data.clips import DataError
 from text2sign.factors import ablation_keys, run_factors
 from text2sign.run.identity import flatten
-from text2sign.run.preflight import ConfigError, check_config
+from text2sign.run.lock import hold_run_directory
+from text2sign.run.preflight import (
+    ConfigError,
+    Preflight,
+    PreflightFailed,
+    check_config,
+)
 from text2sign.run.record import plain
 
 
@@ -142,8 +152,11 @@ def test_bad_union_and_literal_values_fail_before_the_run(tmp_path, override, ex
         check_config(compose_config([override], tmp_path))
     for fragment in expected:
         assert fragment in str(err.value), str(err.value)
-    check_config(compose_config(["trainer.precision=bf16-mixed", "trainer.devices=[0]",
-                                 "trainer.val_check_interval=0.5"], tmp_path))  # these fit
+    check_config(compose_config(["trainer.precision=bf16-mixed", "trainer.devices=auto",
+                                 "trainer.val_check_interval=2"], tmp_path))  # these fit
+    with pytest.raises(ConfigError, match="`val_check_interval` should be an integer or a time"):
+        # a fraction of an epoch needs check_val_every_n_epoch: Lightning's Trainer refuses it
+        check_config(compose_config(["trainer.val_check_interval=0.5"], tmp_path))
 
 
 def test_bad_override_on_the_command_line_stops_before_any_work(tmp_path, capfd):
@@ -234,3 +247,96 @@ def test_a_key_in_conf_that_its_constructor_lacks_fails_at_registration(tmp_path
             register_configs(conf)
     finally:
         register_configs()  # the real conf/ for the other tests
+
+
+# every value checked before the first job, presets, one-line errors (issue 27) ---------------
+
+@pytest.mark.parametrize("bad, message", [
+    ("eval.steps=0", "ConfigError: eval.steps=0: the number of DDIM sampling steps must be >= 1"),
+    ("callbacks.samples.fps=0", "ConfigError: callbacks.samples.fps=0: the frame rate"),
+    ("callbacks.ema.decay=1.5", "ConfigError: callbacks.ema.decay=1.5 must be in (0, 1)"),
+    ("eval.retrieval.num_candidates=1", "ConfigError: eval.retrieval.num_candidates=1 must be "
+                                        ">= 2"),
+    ("model.cond_drop_prob=1.5", "ConfigError: model.cond_drop_prob=1.5 must be in [0, 1)"),
+    ("optimizer.lr=-1", "ConfigError: optimizer: ValueError: Invalid learning rate: -1.0"),
+    ("data.max_glosses=9", "ConfigError: data.max_glosses=9 must be between 1 and 3"),
+    ("model.denoiser.num_heads=3", "ConfigError: model.denoiser.num_heads=3 must divide the "
+                                   "width of every attention block (16): set it to one of 1, 2, "
+                                   "4, 8, 16"),
+    ("trainer.val_check_interval=0", "ConfigError: trainer.val_check_interval=0 must be above 0"),
+    ("trainer.gradient_clip_val=-1", "ConfigError: trainer.gradient_clip_val=-1 must be at "
+                                     "least 0"),
+    ("trainer.max_steps=-5", "ConfigError: trainer: MisconfigurationException: `max_steps` must "
+                             "be a non-negative integer or -1"),
+    ("data.num_workers=-1", "DataError: data.num_workers=-1 must be at least 0"),
+    ("seed=-1", "ConfigError: seed=-1 must be between 0 and 4294967295"),
+    ("text_encoder.name=/no/such/model", "ConfigError: text encoder '/no/such/model' is neither "
+                                         "a local model directory"),
+])
+def test_every_value_a_run_checks_is_checked_before_it_starts(tmp_path, bad, message):
+    """Once: the eval.*, callbacks.* and other values the run's constructors check were
+    checked only as the run (or its job of a sweep, after the jobs before it) started, after
+    its directory was made; a 0 or a negative value some only failed on later, or never."""
+    with pytest.raises((ConfigError, DataError)) as error:
+        check_config(compose_config([*TINY, bad], tmp_path))
+    assert message in f"{type(error.value).__name__}: {error.value}"
+
+
+def test_a_bad_sampling_value_stops_the_sweep_with_nothing_made(tmp_path):
+    sweep = tmp_path / "sweep"
+    said = command("train.py", "-m", *TINY, "eval.steps=2,0", f"hydra.sweep.dir={sweep}")
+    assert said == ("1 of 2 jobs of the sweep cannot run; none was started:\n"
+                    "job 2 of 2 (scale=tiny eval.steps=0): ConfigError: eval.steps=0: the number "
+                    "of DDIM sampling steps must be >= 1, e.g. eval.steps=50")
+    assert not sweep.exists()
+
+
+def test_a_preset_that_sweeps_says_so_without_m_and_its_config_shows_the_sweep(tmp_path,
+                                                                               capfd):
+    """Once: `python train.py experiment=ablation_seeds` trained one job of the default config
+    without a word, and `--cfg job` printed the default config, nothing of the preset."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):  # as in train.py
+        cfg = compose("train", ["experiment=ablation_seeds", f"hydra.run.dir={tmp_path / 'run'}"],
+                      return_hydra_config=True)
+        with pytest.raises(PreflightFailed) as failed:
+            Preflight().on_run_start(cfg)
+    assert str(failed.value) == (
+        "experiment=ablation_seeds is a sweep of 12 jobs (text_encoder=frozen,finetuned "
+        "ema=true,false seed=0,1,2): run it with -m: python train.py -m experiment=ablation_seeds")
+    assert not (tmp_path / "run").exists()
+    capfd.readouterr()
+    assert command("train.py", "experiment=architecture", "--cfg", "job") is None
+    printed = capfd.readouterr().out
+    assert printed.startswith(
+        "# experiment=architecture is a sweep: its jobs are this config with each combination "
+        "of these values (python train.py -m experiment=architecture runs them)\n"
+        "#   model.denoiser.attention: factorised,full\n#   model.denoiser.conv: factorised,full\n")
+    assert yaml.safe_load(printed)["model"]["denoiser"]["attention"] == "factorised"
+    said = command("train.py", "-m", "experiment=architecture", "--cfg", "job")
+    assert said == ("train.py: error: Only one of --run, --multirun, --cfg, --info and "
+                    "--shell_completion can be specified; --cfg prints the config of one job: "
+                    "drop -m")
+
+
+def test_a_run_directory_in_use_stops_in_one_line_and_is_not_written(tmp_path, capfd):
+    """Once: Hydra wrote .hydra/ and train.log into the directory of the run in progress,
+    then the job stopped with a traceback."""
+    run_dir = tmp_path / "run"
+    with hold_run_directory(run_dir):
+        said = command("train.py", *TINY, f"hydra.run.dir={run_dir}")
+    assert said.startswith(f"RunDirectoryInUse: run directory {run_dir} is in use by process ")
+    assert "Traceback" not in "".join(capfd.readouterr())
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]
+
+
+def test_the_other_entry_points_say_a_users_mistake_in_one_line(tmp_path, capfd):
+    capfd.readouterr()
+    for program, args, message in [
+            ("text2sign.cli.prepare", ["data=nope"], "prepare: error: MissingConfigException: "
+                                                     "In 'train': Could not find 'data/nope'"),
+            ("text2sign.cli.bench", ["bench.nope=1"], "bench: error: ConfigKeyError: Key 'nope' "
+                                                      "not in 'BenchConfig'")]:
+        assert command(program, *args) == 2
+        stderr = capfd.readouterr().err
+        assert stderr.startswith(message) and "Traceback" not in stderr, stderr

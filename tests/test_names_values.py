@@ -193,16 +193,28 @@ def test_generate_rejects_nonsense_values_before_sampling(tmp_path, values, mess
 
 def test_a_failed_run_says_why_in_its_log_and_bad_values_fail_before_any_work(tmp_path, capfd):
     """Items 14 and 8: train.log of a failed run held only its "run directory" line, and
-    eval.steps=0 completed with metrics. Now the run fails at once, naming the key and the
-    fix, with nothing written but its record and log."""
-    result = train(capfd, *TINY, "eval.steps=0", f"hydra.run.dir={tmp_path}")
-    assert result.returncode != 0
-    said = ("run failed: ValueError: eval.steps=0: the number of DDIM sampling steps must be >= 1, "
-            f'e.g. eval.steps=50; status "failed" recorded in {tmp_path / "results.json"}')
-    assert said in (tmp_path / "train.log").read_text()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", ".lock", "metadata.json",
-                                                          "results.json", "train.log"]
-    results = json.loads((tmp_path / "results.json").read_text())
-    assert results["status"] == "failed" and results["error"].startswith("ValueError: eval.steps=0")
+    eval.steps=0 completed with metrics. Now a bad value stops the command before any
+    directory is made, naming the key and the fix, in one line; a run that fails as it runs (a
+    manifest whose line 3 cannot be read) says why in its log and, without a traceback, on the
+    console."""
+    result = train(capfd, *TINY, "eval.steps=0", f"hydra.run.dir={tmp_path / 'bad'}")
+    assert (result.returncode, result.stderr.strip().splitlines()) == (1, [
+        "ConfigError: eval.steps=0: the number of DDIM sampling steps must be >= 1, e.g. "
+        "eval.steps=50"])
+    assert not (tmp_path / "bad").exists()
     with pytest.raises(ValueError, match="eval.guidance_scale=-1: classifier-free guidance must"):
         Evaluation(guidance_scale=-1)
+    manifest = tmp_path / "clips.jsonl"  # its line 3 is read when the run builds its data
+    manifest.write_text('{"path": "a.mp4", "text": "hi"}\n\n{"path": "a.mp4" "text": "hi"}\n')
+    run_dir = tmp_path / "run"
+    result = train(capfd, *TINY, "data=manifest", f"data.path={manifest}",
+                   f"data.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run_dir}")
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["status"] == "failed"
+    assert results["error"] == (f"DataError: data.path={manifest}: line 3 is not valid JSON "
+                                "(Expecting ',' delimiter at column 18): fix that line of the "
+                                "manifest")
+    said = f'run failed: {results["error"]}; status "failed" recorded in {run_dir / "results.json"}'
+    assert said in (run_dir / "train.log").read_text()
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.strip().splitlines()[-1] == results["error"]

@@ -206,3 +206,109 @@ def test_gpu_memory_is_recorded_with_cuda(tmp_path, monkeypatch):
     train_ = runner.record.results["train"]
     assert (train_["peak_memory_gb"], train_["avg_memory_gb"]) == (8, 3)
     assert runner.record.results["artifacts"]["gpu_memory"] == "gpu_memory.csv"
+
+
+# arguments checked when given (issue 27) ----------------------------------------------------
+
+def test_a_bad_value_is_an_error_at_the_call_and_the_run_still_ends(tmp_path):
+    """Once: step='x' was taken, and leaving the `with` block raised SchemaError: the run
+    said "running" for ever."""
+    with pytest.raises(ValueError, match=r"log_training_step\(step='x'\): step must be an int "
+                                         r">= 1"):
+        with AblationRunner("baseline", tmp_path) as runner:
+            runner.log_training_step(0, "x", 0.5, 1e-3, 0.1)
+    recorded = json.loads((runner.run_dir / "results.json").read_text())
+    assert (recorded["status"], recorded["train"]["steps"]) == ("failed", 0)
+    assert recorded["error"].startswith("ValueError: log_training_step(step='x')")
+    runner = AblationRunner("baseline", tmp_path, seed=1)
+    for args, message in [
+            ((0, 1, float("nan"), 1e-3, 0.1), r"loss=nan\): loss must be a finite number, or "
+                                               r"\"diverged\" for a run that diverged"),
+            ((0, 1, 0.5, float("inf"), 0.1), r"learning_rate=inf\): learning_rate must be a "
+                                              "finite number >= 0"),
+            ((0, 1, 0.5, 1e-3, -2.0), r"elapsed_time=-2.0\)"),
+            ((-1, 1, 0.5, 1e-3, 0.1), r"epoch=-1\)"),
+            ((0, True, 0.5, 1e-3, 0.1), r"step=True\)")]:
+        with pytest.raises(ValueError, match=message):
+            runner.log_training_step(*args)
+    runner.log_training_step(0, 5, 0.5, 1e-3, 0.1)
+    with pytest.raises(ValueError, match=r"step=5\): step must be an int >= 6 \(the step after"):
+        runner.log_training_step(0, 5, 0.4, 1e-3, 0.2)  # counted twice
+    with pytest.raises(ValueError, match=r"log_evaluation\(val_loss=inf\): val_loss must be a "
+                                         "finite number"):
+        runner.log_evaluation(val_loss=float("inf"))
+    assert runner.save_results()["train"]["steps"] == 5
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"seed": "1"}, r"AblationRunner\(seed='1'\): the seed must be an int"),
+    ({"seed": True}, r"AblationRunner\(seed=True\)"),
+    ({"seed": 1.5}, r"AblationRunner\(seed=1.5\)"),
+    ({"config_name": ""}, r"AblationRunner\(config_name=''\): config_name must be a non-empty"),
+    ({"factors": {"lr rate": 1}}, r"factors\['lr rate'\]: a factor's name is a config key"),
+    ({"factors": {"paths.output_dir": "x"}}, r"factors\['paths.output_dir'\]"),
+    ({"factors": {"lr": float("nan")}}, r"factors\['lr'\]=nan: a factor is a str, finite"),
+])
+def test_bad_arguments_stop_the_constructor_before_anything_is_written(tmp_path, arguments,
+                                                                      message):
+    with pytest.raises((TypeError, ValueError), match=message):
+        AblationRunner(**{"config_name": "baseline", "save_dir": tmp_path, **arguments})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_that_diverged_says_so_and_is_counted(tmp_path):
+    for seed in (0, 1):
+        for name in ("baseline", "high_lr"):
+            with AblationRunner(name, tmp_path, seed=seed) as runner:
+                runner.log_training_step(0, 1, 0.5, 1e-3, 0.1)
+                diverged = (name, seed) == ("high_lr", 1)
+                runner.log_training_step(0, 2, "diverged" if diverged else 0.4, 1e-3, 0.2)
+                runner.log_evaluation(val_loss="diverged" if diverged else 0.3 + seed / 10,
+                                      bleu="diverged" if diverged else 0.5)
+    recorded = runner.record.results
+    assert recorded["diverged"] == {"eval.val_loss": "diverged (log_evaluation)",
+                                    "eval.bleu": "diverged (log_evaluation)",
+                                    "train.final_loss": "diverged at step 2 (log_training_step)"}
+    assert (recorded["train"]["final_loss"], recorded["eval"]["val_loss"],
+            recorded["eval"]["bleu"]) == (None, None, None)
+    assert recorded["eval"]["more_metrics"] == ["bleu"] and problems(recorded) == []
+    with open(runner.run_dir / "training_metrics.csv") as f:
+        assert [row["loss"] for row in csv.DictReader(f)] == ["0.5", ""]
+    study = build_study(collect([tmp_path], skip=tmp_path / "analysis"))
+    assert [s.diverged for s in study.summaries["val_loss"]] == [[], ["1"]]
+
+
+@pytest.mark.parametrize("one, other", [(True, "True"), (1, "1"), (None, "None"), (1.0, "1.0"),
+                                        ("a=b", "a-b"), ("a,b", "a+b"), (False, "False")])
+def test_values_of_different_types_get_their_own_run_directories(tmp_path, one, other):
+    """Once: factors={"x": True} and {"x": "True"} named the same directory, so the second run
+    was refused as a copy of the first (or, with seed="1", counted as seed 1)."""
+    with AblationRunner("baseline", tmp_path, factors={"x": one}) as first:
+        first.log_evaluation(val_loss=0.1)
+    with AblationRunner("baseline", tmp_path, factors={"x": other}) as second:
+        second.log_evaluation(val_loss=0.2)
+    assert first.run_dir != second.run_dir
+    study = build_study(collect([tmp_path], skip=tmp_path / "analysis"))
+    assert len(study.groups) == 2
+
+
+def test_runs_of_one_ablation_name_from_train_py_and_your_loop_are_told_apart(tmp_path):
+    """Once: AblationRunner("baseline") and train.py ablation=baseline were two groups both
+    labelled ablation=baseline, the runner's settings shown as `default`."""
+    for seed in (0, 1):
+        run_dir = tmp_path / "sweep" / f"ablation-baseline+seed-{seed}"
+        write_run(run_dir, results({**factors("frozen", True, seed), "ablation": "baseline"},
+                                   100.0 + seed, 60.0, seed),
+                  resolved=config("frozen", True, seed, run_dir))
+        with AblationRunner("baseline", tmp_path / "own", seed=seed) as runner:
+            runner.log_evaluation(fvd=90.0 + seed)
+    for by_config in (True, False):
+        if not by_config:  # a train.py run without metadata.json: grouped by the factors
+            (tmp_path / "sweep" / "ablation-baseline+seed-0" / "metadata.json").unlink()
+        study = build_study(collect([tmp_path], skip=tmp_path / "analysis"))
+        assert study.by_config is by_config
+        assert [study.label(g) for g in study.groups] == [
+            "data=absent ema=absent model=absent text_encoder=absent",
+            "data=synthetic ema=true model=unet3d text_encoder=frozen"]
+        assert [[run.path.parent.name for run in g.runs] for g in study.groups] == [
+            ["own", "own"], ["sweep", "sweep"]]

@@ -84,7 +84,7 @@ def test_the_json_schema_is_the_one_enforced(capsys, record):
     assert printed == schema.json_schema()
     assert printed["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert set(printed["required"]) == set(schema.SECTIONS) | {
-        "schema_version", "status", "error", "interrupted", "factors"}
+        "schema_version", "status", "error", "interrupted", "diverged", "factors"}
     train = printed["properties"]["train"]
     assert train["additionalProperties"] is False and "time_s" in train["required"]
     assert train["properties"]["steps"] == {"type": ["integer", "null"],
@@ -116,3 +116,56 @@ def test_the_readme_table_is_the_schema():
     assert table == schema.markdown(), (
         "README.md's results.json table is out of date: replace it with the output of "
         "`python -m text2sign.schema --markdown`")
+
+
+def strict_json(path) -> dict:
+    """The file as a strict JSON reader reads it: NaN and Infinity are errors."""
+    def refuse(token):
+        raise ValueError(f"{token} is not JSON")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_a_figure_that_is_no_number_is_recorded_as_null_with_what_it_was(tmp_path):
+    """Once: results.json held the bare tokens NaN and Infinity, which strict JSON readers
+    refuse, and a run whose loss diverged looked like one whose loss was not measured."""
+    cfg, runtime = compose_run(TINY, tmp_path)
+    run = RunRecord(tmp_path, cfg, runtime=runtime)
+    run.update("train", {"final_loss": float("nan"), "steps": 3})
+    run.update("eval", {"val_loss": float("inf"), "fvd": None, "unavailable": {"fvd": "no weights"}})
+    run.finish("completed")
+    written = strict_json(tmp_path / "results.json")
+    assert written["diverged"] == {"train.final_loss": "nan", "eval.val_loss": "inf"}
+    assert (written["train"]["final_loss"], written["train"]["steps"]) == (None, 3)
+    assert written["eval"]["val_loss"] is None
+    assert written["eval"]["unavailable"]["val_loss"] == "diverged: it was inf, not a finite number"
+    assert written["eval"]["unavailable"]["fvd"] == "no weights"
+    assert schema.problems(written) == []
+    strict_json(tmp_path / "metadata.json")
+    run.update("eval", {"val_loss": 0.5})  # measured again: no longer diverged
+    assert run.results["diverged"] == {"train.final_loss": "nan"}
+    assert "val_loss" not in run.results["eval"]["unavailable"]
+
+
+def test_the_command_rejects_json_that_strict_readers_refuse(tmp_path, capsys, record):
+    """Once: `python -m text2sign.schema` said such a file followed the schema."""
+    record["train"]["final_loss"] = float("nan")
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(record))  # the bare token NaN
+    assert "NaN" in path.read_text()
+    assert schema.main([str(path)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"{path}: train.final_loss is nan, not a finite number: strict JSON has no NaN or "
+        "Infinity (record it as null, with what it was under diverged)",
+        "0 of 1 results.json files follow the schema"]
+
+
+def test_a_refused_value_leaves_the_record_writable(tmp_path):
+    """Once: a value of the wrong type stayed in the record, every later write failed with
+    it, and the run said "running" for ever."""
+    cfg, runtime = compose_run(TINY, tmp_path)
+    run = RunRecord(tmp_path, cfg, runtime=runtime)
+    with pytest.raises(schema.SchemaError, match="train.final_loss is 'low'"):
+        run.update("train", {"final_loss": "low"})
+    run.update("train", {"steps": 4})
+    run.finish("failed", "ValueError: a bad value")
+    assert schema.read_results(tmp_path / "results.json")["status"] == "failed"

@@ -426,3 +426,48 @@ def test_three_votes_by_clicking_in_a_real_browser(study, tmp_path):
     assert status == "3 votes recorded"
     assert stored(store) == [(shown[0], "left", "signer-1"), (shown[1], "tie", "signer-1"),
                              (shown[2], "right", "signer-1")]
+
+
+# clips that go while the study runs, and the port (issue 27) --------------------------------
+
+def test_a_missing_clip_is_404_and_its_pairs_are_no_longer_offered(tmp_path, caplog):
+    """Once: a GIF deleted while serving gave a 500 with a traceback, and its pairs kept
+    coming; a run removed while serving kept being shown."""
+    sweep = write_sweep(tmp_path / "sweep")
+    catalog = find_clips(sweep)
+    store = Store(tmp_path / "study.sqlite", catalog.root)
+    client = create_app(catalog, store).test_client()
+    shown = client.get("/api/pair").get_json()
+    left = store.pair(shown["pair_id"]).left
+    (catalog.root / left.path).unlink()
+    answer = client.get(shown["left"])
+    assert answer.status_code == 404
+    assert answer.get_json() == {"error": "this clip was removed from the sweep: get another pair"}
+    assert f"{left.path} is gone: 2 pair(s) of clips no longer offered, 4 left" in caplog.text
+    for _ in range(20):
+        pair = store.pair(client.get("/api/pair").get_json()["pair_id"])
+        assert left.path not in (pair.left.path, pair.right.path)
+    run = next(unit.a.run for unit in catalog.units if unit.a.run != left.run)
+    shutil.rmtree(catalog.root / run)  # a run removed while serving
+    for _ in range(20):
+        answer = client.get("/api/pair")
+        if answer.status_code != 200:
+            break
+        pair = store.pair(answer.get_json()["pair_id"])
+        assert run not in (pair.left.run, pair.right.run)
+    assert {unit.a.run for unit in catalog.units} | {unit.b.run for unit in catalog.units} \
+        <= {p.name for p in sweep.iterdir()} - {run}
+    for unit in list(catalog.units):  # every clip gone: nothing left to offer, said so
+        for clip in (unit.a, unit.b):
+            (catalog.root / clip.path).unlink(missing_ok=True)
+    answer = client.get("/api/pair")
+    assert answer.status_code == 404 and "no pair of clips is left" in answer.get_json()["error"]
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_the_port_is_checked_before_the_sweep_is_read(tmp_path, capsys, port):
+    with pytest.raises(SystemExit) as exited:
+        study_main(["serve", str(tmp_path / "no_sweep"), "--port", port])
+    assert exited.value.code == 2
+    assert (f"error: argument --port: {port!r} is not a port: give 0 to 65535"
+            in capsys.readouterr().err)

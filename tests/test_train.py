@@ -14,11 +14,11 @@ from conftest import CONF, ROOT, TINY, compose_hydra, compose_run, run_train
 from entry_points import train
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.errors import InstantiationException
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
 from text2sign.cli.generate import generate
 from text2sign.run.job import run
+from text2sign.run.preflight import ConfigError
 from text2sign.schema import AT_END, problems
 
 
@@ -107,8 +107,8 @@ def test_ckpt_path_continues_the_global_step(tiny_config, tmp_path, tiny_run):
 
 
 def test_a_failing_run_records_why(tiny_config, tmp_path):
-    with pytest.raises(InstantiationException,  # Hydra's wrapper of the datamodule's ValueError
-                       match=r"ValueError\('data\.batch_size=64 is larger than data\.num_train=32"):
+    with pytest.raises(ConfigError,  # the datamodule's check, run again as the job starts
+                       match=r"data\.batch_size=64 is larger than data\.num_train=32"):
         run(tiny_config("data.batch_size=64"))
     results = json.loads((tmp_path / "results.json").read_text())
     assert problems(results) == []

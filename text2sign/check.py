@@ -3,7 +3,8 @@
     python -m text2sign.check          # 90 s on 2 busy CPU cores; no GPU needed
 
 1. every option of every config group composes (and the generate and bench configs);
-2. every job of the shipped sweeps and presets composes and passes the pre-flight checks;
+2. every job of the shipped sweeps and presets composes and passes the pre-flight checks, and
+   so do `python train.py` and `python train.py -m` here (their output folders, caches);
 3. two training steps of each named ablation at scale=tiny (`train.py -m ablation=...`, in a
    temporary directory, while 1 and 2 run) write every file of the run-directory contract,
    valid: results.json against the schema, the CSV logs with their columns, TensorBoard
@@ -34,7 +35,14 @@ from hydra.core.global_hydra import GlobalHydra
 from text2sign import schema
 from text2sign.config import CONF, register_configs
 from text2sign.run.checkpointing import read_checkpoint
-from text2sign.run.preflight import job_problems, multirun_config, reason, sweep_jobs
+from text2sign.run.preflight import (
+    Preflight,
+    PreflightFailed,
+    job_problems,
+    multirun_config,
+    reason,
+    sweep_jobs,
+)
 from text2sign.run.step_logs import (
     GPU_MEMORY,
     GPU_MEMORY_COLUMNS,
@@ -115,6 +123,26 @@ def check_configs(checks: Checks, configs: list[tuple[str, list[str]]],
                    lambda name=config_name, overrides=overrides: _compose(name, overrides))
     for overrides in sweeps:
         checks.run(f"sweep {' '.join(overrides)}", lambda overrides=overrides: _sweep(overrides))
+
+
+def check_here(checks: Checks) -> None:
+    """The pre-flight of a plain run and sweep in this folder, with this environment, where
+    training would make them (call it where Hydra is initialised): the training of check 3
+    runs in a temporary folder and would not see an output folder that cannot be written."""
+    single = compose("train", return_hydra_config=True)
+    checks.run("here: python train.py", lambda: _preflight(
+        lambda: Preflight().on_run_start(single), single.hydra.run.dir))
+    sweep = multirun_config([])
+    checks.run("here: python train.py -m", lambda: _preflight(
+        lambda: Preflight().on_multirun_start(sweep), sweep.hydra.sweep.dir))
+
+
+def _preflight(start: Callable[[], None], out: str) -> str:
+    try:
+        start()
+    except PreflightFailed as failed:  # a SystemExit: not what Checks.run catches
+        raise CheckFailed(str(failed)) from None
+    return f"the pre-flight passes; it would write {out}"
 
 
 def _compose(config_name: str, overrides: list[str]) -> None:
@@ -282,6 +310,7 @@ def main() -> int:
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         check_configs(checks, configs(), sweeps())
+        check_here(checks)
     check_training(checks, out, training)
     took = f"in {time.perf_counter() - start:.0f} s"
     if checks.failed:

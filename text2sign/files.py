@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -54,7 +55,21 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def atomic_write_json(path: str | Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+    """Strict JSON: a NaN or infinite number, which strict readers refuse, is written as null
+    (results.json records what it was: text2sign/run/record.py)."""
+    atomic_write_text(path, json.dumps(strict(data), indent=2, default=str, allow_nan=False)
+                      + "\n")
+
+
+def strict(data: Any) -> Any:
+    """`data` with every NaN or infinite float, at any depth, replaced by None."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: strict(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [strict(value) for value in data]
+    return data
 
 
 class CsvLog:

@@ -18,6 +18,9 @@ reads these runs like train.py's and mixes both: the factors are `ablation` (con
 
 from __future__ import annotations
 
+import math
+import numbers
+import re
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -27,9 +30,11 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from text2sign import schema
+from text2sign.analysis.levels import parse_value
 from text2sign.config import job_dirname
 from text2sign.files import CsvLog, atomic_write_json
 from text2sign.json_schema import validate
+from text2sign.run.identity import RUN_LOCAL
 from text2sign.run.lock import hold_run_directory
 from text2sign.run.record import RunRecord, one_line
 from text2sign.run.step_logs import (
@@ -41,6 +46,8 @@ from text2sign.run.step_logs import (
 )
 
 NAMED = ("ablation", "scale", "seed")  # factors given by the constructor's own arguments
+DIVERGED = "diverged"  # a loss or metric that is no number: the run diverged
+KEY = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", re.ASCII)  # a factor's name: a config key
 NOT_GIVEN = "not given to AblationRunner.log_evaluation"
 SECTIONS = ("eval", "model", "train")  # where log_evaluation looks a declared key up, in order
 
@@ -52,18 +59,9 @@ class AblationRunner:
 
     def __init__(self, config_name: str, save_dir: str | Path, experiment_scale: str = "small",
                  seed: int = 0, factors: dict[str, Any] | None = None):
-        factors = dict(factors or {})
-        named = sorted(set(NAMED) & set(factors))
-        if named:
-            raise ValueError(f"factors={factors}: {', '.join(named)} come from config_name, "
-                             "experiment_scale and seed; leave them out of factors")
-        for key, value in factors.items():
-            if not isinstance(value, (str, int, float, bool, type(None))):
-                raise TypeError(f"factors[{key!r}]={value!r}: a factor is a str, number, bool "
-                                "or None")
-        self.factors = {"ablation": config_name, "scale": experiment_scale, **factors,
-                        "seed": seed}
-        overrides = ",".join(f"{key}={value}" for key, value in sorted(self.factors.items()))
+        self.factors = _checked_factors(config_name, experiment_scale, seed, factors)
+        overrides = ",".join(f"{key}={_override_value(value)}"
+                             for key, value in sorted(self.factors.items()))
         self.run_dir = Path(save_dir) / job_dirname(overrides, 0)
         self._lock = ExitStack()  # held until the run ends: a second runner of it stops at once
         self._lock.enter_context(hold_run_directory(self.run_dir))
@@ -85,19 +83,27 @@ class AblationRunner:
             self._allocated = torch.cuda.memory_allocated()
         self._ended = False
 
-    def log_training_step(self, epoch: int, step: int, loss: float, learning_rate: float,
+    def log_training_step(self, epoch: int, step: int, loss: float | str, learning_rate: float,
                           elapsed_time: float) -> None:
-        """One optimizer step: its loss (a number or a 0-d tensor), learning rate, and the
-        training time of the run so far in seconds."""
+        """One optimizer step: its loss (a number, a 0-d tensor, or "diverged"), learning rate,
+        and the training time of the run so far in seconds. A value that cannot be recorded
+        (a NaN loss, a step that does not follow the last) raises ValueError at once."""
         self._check_open()
+        last = self.rows[-1] if self.rows else {"epoch": 0, "step": 0, "elapsed_s": 0}
+        epoch = _count("epoch", epoch, last["epoch"], "the last one logged")
+        step = _count("step", step, last["step"] + 1, "the step after the last one logged")
+        loss = _finite("loss", loss, diverged_ok=True)
+        learning_rate = _finite("learning_rate", learning_rate, minimum=0)
+        elapsed = _finite("elapsed_time", elapsed_time, minimum=last["elapsed_s"])
         memory = self._memory(epoch, step)
-        row = {"epoch": epoch, "step": step, "loss": _number(loss), "lr": _number(learning_rate),
-               "lr_text_encoder": None, "elapsed_s": round(_number(elapsed_time), 3),
+        row = {"epoch": epoch, "step": step, "loss": None if loss == DIVERGED else loss,
+               "lr": learning_rate, "lr_text_encoder": None, "elapsed_s": round(elapsed, 3),
                "peak_memory_gb": memory.get("peak_gb"), "avg_memory_gb": memory.get("avg_gb"),
                "timestamp": time.time()}
         self.rows.append(row)
         self._training_log.write_rows([row])
-        self._tensorboard.add_scalar("train/loss", row["loss"], step)
+        if row["loss"] is not None:
+            self._tensorboard.add_scalar("train/loss", row["loss"], step)
         self._tensorboard.add_scalar("lr", row["lr"], step)
         for key in ("peak_gb", "avg_gb"):
             if key in memory:
@@ -117,16 +123,23 @@ class AblationRunner:
                  "inference_time_ms": inference_time_ms,
                  "inference_memory_gb": inference_memory_gb,
                  "num_parameters_millions": num_parameters_millions, **more_metrics}
-        placed: dict[str, dict[str, Any]] = {section: {} for section in (*SECTIONS, "more")}
+        placed = {section: {} for section in (*SECTIONS, "more")}
+        diverged = {section: {} for section in placed}
         for key, value in given.items():
-            if value is not None:
-                section, value = _place(key, value)
+            if value is None:
+                continue
+            section, value = _place(key, value)
+            if value == DIVERGED:
+                diverged[section][key] = f"{DIVERGED} (log_evaluation)"
+            else:
                 placed[section][key] = value
         for section in SECTIONS:
             if placed[section]:
                 self.record.update(section, placed[section])
-        if placed["more"]:
-            self.record.add_more_metrics(placed["more"])
+            if diverged[section]:
+                self.record.diverge(section, diverged[section])
+        if placed["more"] or diverged["more"]:
+            self.record.add_more_metrics(placed["more"], diverged["more"])
         step = self.rows[-1]["step"] if self.rows else 0
         for key, value in {**placed["eval"], **placed["more"]}.items():
             self._tensorboard.add_scalar(f"eval/{key}", value, step)
@@ -163,6 +176,10 @@ class AblationRunner:
         self._tensorboard.close()
         atomic_write_json(self.run_dir / TRAINING_METRICS.replace(".csv", ".json"), self.rows)
         self.record.update("train", self._summary())
+        if self.rows and self.rows[-1]["loss"] is None:  # the run ended with a diverged loss
+            step = self.rows[-1]["step"]
+            self.record.diverge("train", {"final_loss": f"{DIVERGED} at step {step} "
+                                                        "(log_training_step)"})
         self.record.update_attempt(train_time_s=self.record.results["train"]["time_s"])
         self.record.finish(status, error, interrupted)
         self._lock.close()
@@ -201,15 +218,70 @@ class AblationRunner:
                                "AblationRunner for another run")
 
 
-def _number(value: Any) -> float:
-    """A Python number from a number or a one-element tensor or array."""
-    return value.item() if hasattr(value, "item") else value
+def _checked_factors(config_name: str, experiment_scale: str, seed: int,
+                     factors: dict[str, Any] | None) -> dict[str, Any]:
+    """The run's factors, or the error naming the argument that cannot be one: a name that
+    is not a config key or that the constructor's own arguments give, a value that is not a
+    str, finite number, bool or None."""
+    for name, value in (("config_name", config_name), ("experiment_scale", experiment_scale)):
+        if not isinstance(value, str) or not value:
+            raise TypeError(f"AblationRunner({name}={value!r}): {name} must be a non-empty str")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"AblationRunner(seed={seed!r}): the seed must be an int, e.g. seed=0")
+    factors = dict(factors or {})
+    named = sorted(set(NAMED) & set(factors))
+    if named:
+        raise ValueError(f"factors={factors}: {', '.join(named)} come from config_name, "
+                         "experiment_scale and seed; leave them out of factors")
+    for key, value in factors.items():
+        if not isinstance(key, str) or not KEY.fullmatch(key) or key.split(".")[0] in RUN_LOCAL:
+            raise ValueError(f"factors[{key!r}]: a factor's name is a config key (letters, "
+                             "digits, _ and dots, e.g. 'ema' or 'optimizer.lr'), and not one of "
+                             f"{', '.join(RUN_LOCAL)} (they say where a run ran)")
+        if not isinstance(value, (str, int, float, bool, type(None))) or (
+                isinstance(value, float) and not math.isfinite(value)):
+            raise TypeError(f"factors[{key!r}]={value!r}: a factor is a str, finite number, "
+                            "bool or None")
+    return {"ablation": config_name, "scale": experiment_scale, **factors, "seed": int(seed)}
+
+
+def _override_value(value: Any) -> str:
+    """A factor's value as a sweep's override writes it, one text per value: a str that
+    would read as another type (`True`, `1`, `null`) or holds `=` or `,` is quoted (so its
+    directory gets a hash of its own, see config.job_dirname)."""
+    if value is None:
+        return "null"
+    if isinstance(value, str) and (parse_value(value) != value or {"=", ","} & set(value)):
+        return repr(value)
+    return str(value)
+
+
+def _count(name: str, value: Any, minimum: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"log_training_step({name}={value!r}): {name} must be an int >= "
+                         f"{minimum} ({what})")
+    return int(value)
+
+
+def _finite(name: str, value: Any, minimum: float | None = None,
+            diverged_ok: bool = False) -> float | str:
+    """A finite number (from a number or a one-element tensor or array), or DIVERGED where
+    `diverged_ok`; ValueError naming the argument otherwise."""
+    if diverged_ok and isinstance(value, str) and value == DIVERGED:
+        return value
+    value = value.item() if hasattr(value, "item") else value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(
+            value) or (minimum is not None and value < minimum):
+        wanted = "a finite number" + (f" >= {minimum}" if minimum is not None else "")
+        hint = f', or "{DIVERGED}" for a run that diverged' if diverged_ok else ""
+        raise ValueError(f"log_training_step({name}={value!r}): {name} must be {wanted}{hint}")
+    return float(value)
 
 
 def _place(key: str, value: Any) -> tuple[str, Any]:
-    """(the results.json section a metric goes to, its value), or ValueError naming the
-    metric: a key the schema declares must have its type there, any other is a number."""
-    value = _number(value)
+    """(the results.json section a metric goes to, its value: a number or DIVERGED), or
+    ValueError naming the metric: a key the schema declares must have its type there, any
+    other is a finite number; either may be "diverged"."""
     for section in SECTIONS:
         declared = schema.json_schema()["properties"][section]["properties"]
         if key in declared:
@@ -217,7 +289,13 @@ def _place(key: str, value: Any) -> tuple[str, Any]:
             break
     else:
         section, wanted = "more", {"type": "number"}
+    if isinstance(value, str) and value == DIVERGED and "number" in str(wanted.get("type")):
+        return section, value
+    value = value.item() if hasattr(value, "item") else value
     errors = validate(value, wanted, key)
     if errors:
         raise ValueError(f"log_evaluation({key}={value!r}): {errors[0]}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"log_evaluation({key}={value!r}): {key} must be a finite number, or "
+                         f'"{DIVERGED}" for a run that diverged')
     return section, value

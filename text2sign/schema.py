@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -220,6 +221,9 @@ class Results:
         "`running` from the start, `completed` or `failed` at the end")
     error: str | None = doc("why the run failed (the exception, one line)")
     interrupted: bool = doc("stopped from outside (Ctrl+C, SIGTERM, preemption): resumable")
+    diverged: dict[str, str] = doc(
+        "the figures that were not finite numbers (NaN or infinite: the run diverged), by key "
+        "(`train.final_loss`), each recorded as null, with what it was (`nan`)")
     factors: dict[str, Any] | None = doc(
         "every group choice, `ema`, `seed` and every overridden key (null: not recorded)")
     train: Train = doc("")
@@ -267,6 +271,9 @@ def problems(results: dict[str, Any]) -> list[str]:
     errors = validate(results, json_schema())
     errors += [e for key, value in more.items()
                for e in validate(value, {"type": ["number", "null"]}, f"eval.{key}")]
+    errors += [f"{path} is {value}, not a finite number: strict JSON has no NaN or Infinity "
+               "(record it as null, with what it was under diverged)"
+               for path, value in nonfinite(results)]
     if errors or results["status"] == "running":
         return errors
     errors += [f"eval.{key} is missing (written when the run ends)"
@@ -274,6 +281,17 @@ def problems(results: dict[str, Any]) -> list[str]:
     reasons = evaluation.get("unavailable", {})
     return errors + [f"eval.{key} is null without its reason in eval.unavailable"
                      for key, value in evaluation.items() if value is None and key not in reasons]
+
+
+def nonfinite(value: Any, path: str = "") -> list[tuple[str, float]]:
+    """(key, value) of every NaN or infinite number in `value`, at any depth."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [(path, value)]
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(
+        value, list) else ()
+    return [found for key, item in items
+            for found in nonfinite(item, f"{path}[{key}]" if isinstance(key, int) else
+                                   f"{path}.{key}" if path else key)]
 
 
 def _more_metrics(evaluation: dict[str, Any]) -> dict[str, Any]:

@@ -15,9 +15,11 @@ from text2sign.analysis import AnalysisError
 from text2sign.analysis.configs import read_config
 from text2sign.factors import saved_factors
 from text2sign.schema import STATUSES as RECORDED
-from text2sign.schema import UnreadableResults, read_results
+from text2sign.schema import UnreadableResults, nonfinite, read_results
 
 STATUSES = (*RECORDED, "unreadable")
+DIVERGED = "diverged"  # a figure of a run that diverged
+NONFINITE_LOSS = "NonFiniteLossError"  # a train.py run stopped by a NaN or infinite loss
 
 
 @dataclass
@@ -30,6 +32,7 @@ class Run:
     results: dict[str, Any] = field(default_factory=dict)
     factors_from: str = "results.json"  # or ".hydra", or "nowhere"
     config: dict[str, Any] | None = None  # configs.read_config: None without metadata.json
+    diverged: dict[str, str] = field(default_factory=dict)  # what diverged (run_diverged)
 
     @property
     def seed(self) -> Any:
@@ -83,8 +86,20 @@ def find_results(root: Path, skip: Path) -> list[Path]:
 def read_run(path: Path, name: str) -> Run:
     results, status, error = _read(path)
     factors, source = _factors(results, path.parent)
-    config = read_config(path.parent) if status == "completed" else None
-    return Run(path.parent, name, status, error, factors, results, source, config)
+    diverged = run_diverged(results, status, error) if status != "unreadable" else {}
+    config = read_config(path.parent) if status in ("completed", "failed") else None
+    return Run(path.parent, name, status, error, factors, results, source, config, diverged)
+
+
+def run_diverged(results: dict[str, Any], status: str, error: str | None) -> dict[str, str]:
+    """What diverged in a run, by key: results.json's `diverged`, the NaN or infinite numbers
+    a record of older code holds, and the loss that stopped a failed run."""
+    found = dict(results.get("diverged") or {})
+    sections = {section: results.get(section) for section in ("train", "model", "eval")}
+    found.update((key, str(value)) for key, value in nonfinite(sections))
+    if status == "failed" and (error or "").startswith(NONFINITE_LOSS):
+        found["train.loss"] = error
+    return found
 
 
 def _read(path: Path) -> tuple[dict[str, Any], str, str | None]:

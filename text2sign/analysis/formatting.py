@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 from text2sign.analysis.metrics import Metric
 from text2sign.analysis.stats import Summary
@@ -13,7 +14,10 @@ def num(value: float, digits: int = 4) -> str:
 
 
 def mean_ci(summary: Summary, pm: str = "±") -> str:
-    """`0.0432 ± 0.0021`, or the mean alone when there is no interval (one seed)."""
+    """`0.0432 ± 0.0021`, the mean alone when there is no interval (one seed), or how many
+    seeds diverged (then there is no mean)."""
+    if summary.diverged:
+        return diverged_count(summary)
     if math.isnan(summary.ci95):
         return num(summary.mean)
     return f"{num(summary.mean)} {pm} {num(summary.ci95, 2)}"
@@ -30,8 +34,14 @@ def verdict(metric: Metric, delta: float) -> str:
     return "better" if delta * metric.direction > 0 else "worse"
 
 
+def diverged_count(summary: Summary) -> str:
+    return f"diverged in {len(summary.diverged)} of {summary.n + len(summary.diverged)} seeds"
+
+
 def change(metric: Metric | None, summary: Summary | None) -> str:
     """`+12.3% (worse)`, or `n/a` when either mean is missing."""
+    if summary is not None and summary.diverged:
+        return diverged_count(summary)
     if metric is None or summary is None or math.isnan(summary.delta_pct):
         return "n/a"
     return f"{summary.delta_pct:+.1f}% ({verdict(metric, summary.delta_pct)})"
@@ -49,7 +59,18 @@ def text_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [lines[0], "-+-".join("-" * w for w in widths), *lines[1:]]
 
 
-def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    cells = [[cell.replace("|", "\\|") for cell in row] for row in [header, *rows]]
+# characters markdown (CommonMark, GitHub's tables) would read as markup or HTML; an underscore
+# only where it can open or close emphasis (text_encoder reads as it is)
+MD_SPECIAL = re.compile(r"[\\`*\[\]<>|~&#]|(?<!\w)_|_(?!\w)")
+
+
+def md_text(text: str) -> str:
+    """A value (a setting, a path, an error) as markdown shows it literally, on one line."""
+    return MD_SPECIAL.sub(lambda found: "\\" + found.group(0), " ".join(str(text).split()))
+
+
+def md_table(header: list[str], rows: list[list[str]], escape: bool = True) -> list[str]:
+    """A markdown table of values (`escape=False`: cells already written as markdown)."""
+    cells = [[md_text(cell) if escape else cell for cell in row] for row in [header, *rows]]
     lines = ["| " + " | ".join(row) + " |" for row in cells]
     return [lines[0], "|" + " --- |" * len(header), *lines[1:]]

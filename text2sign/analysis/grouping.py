@@ -24,7 +24,7 @@ ABLATION = "ablation"  # the setting of a named ablation's arm (conf/ablation/)
 @dataclass
 class Group:
     levels: dict[str, Level]  # the factors' values: the table columns
-    runs: list[Run]  # ordered by seed
+    runs: list[Run]  # ordered by seed: those that completed and those that failed (study.counts)
     settings: dict[str, Level]  # every key and named setting with one value in the group
 
     def label(self, factors: list[str]) -> str:
@@ -33,6 +33,28 @@ class Group:
     @property
     def seeds(self) -> list[str]:
         return [level(run.seed)[2] for run in self.runs]
+
+    @property
+    def completed(self) -> list[Run]:
+        """The runs that completed (the others failed diverging: study.counts)."""
+        return [run for run in self.runs if run.status == "completed"]
+
+    @property
+    def diverged(self) -> list[Run]:
+        return [run for run in self.runs if run.diverged]
+
+    @property
+    def failed(self) -> list[Run]:
+        """The runs that failed without diverging: seeds without figures."""
+        return [run for run in self.runs if run.status == "failed" and not run.diverged]
+
+    @property
+    def size(self) -> str:
+        """`3`, or `3 (1 diverged, 1 failed)`: the group's seeds, and those that did not end
+        well."""
+        parts = [f"{len(runs)} {word}" for runs, word in ((self.diverged, "diverged"),
+                                                          (self.failed, "failed")) if runs]
+        return f"{len(self.runs)}" + (f" ({', '.join(parts)})" if parts else "")
 
 
 @dataclass

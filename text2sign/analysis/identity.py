@@ -43,12 +43,17 @@ def setting_names(runs: list[Run]) -> list[str]:
 
 
 def setting(run: Run, name: str) -> Level:
-    """A named setting's value in a run: as recorded, else from its configuration."""
+    """A named setting's value in a run: as recorded, else from its configuration; `default`
+    where the configuration has the setting's part but no choice was recorded (or there is no
+    configuration to tell), `absent` where the configuration has no such part (a run of other
+    code: AblationRunner's has no text encoder)."""
     if name in run.factors:
         return level(run.factors[name])
-    if run.config is not None and name in run.config:
+    if run.config is None:
+        return DEFAULT
+    if name in run.config:
         return level(run.config[name])
-    return DEFAULT
+    return DEFAULT if any(key.startswith(name + ".") for key in run.config) else ABSENT
 
 
 def describe(runs: list[Run], by_config: bool) -> list[Description]:
@@ -76,7 +81,8 @@ def version_text(run: Run) -> str:
 def deduplicate(runs: list[Run], descriptions: list[Description],
                 on_conflict: str) -> tuple[list[Run], list[Copies]]:
     """(the runs to use, the sets of copies). Of identical copies the first started is used;
-    of conflicting ones the newest or oldest, or an AnalysisError lists them."""
+    of conflicting ones the newest or oldest, or an AnalysisError lists them; a completed copy
+    before one that failed."""
     same: dict[tuple, list[Run]] = defaultdict(list)
     for run, description in zip(runs, descriptions):
         same[tuple(description.items())].append(run)
@@ -85,7 +91,8 @@ def deduplicate(runs: list[Run], descriptions: list[Description],
         if len(found) > 1:
             found.sort(key=lambda run: (_started(run), run.name))
             conflict = len({code_version(run) for run in found}) > 1
-            used = found[-1] if conflict and on_conflict == "newest" else found[0]
+            usable = [run for run in found if run.status == "completed"] or found
+            used = usable[-1] if conflict and on_conflict == "newest" else usable[0]
             rule = f"--on-conflict {on_conflict}" if conflict else "the first started"
             copies.append(Copies(used, [run for run in found if run is not used], conflict,
                                  rule))

@@ -31,13 +31,13 @@ def training_loss(study: Study, out: Path) -> Path | str:
     ax = fig.add_subplot()
     drawn, lowest = 0, np.inf
     for i, group in enumerate(study.groups):
-        band = group_band([curve for run in group.runs if (curve := read_curve(run))])
+        band = group_band([curve for run in group.completed if (curve := read_curve(run))])
         if band is None:
             continue
         keep = np.unique(np.linspace(0, len(band.steps) - 1, MAX_POINTS).astype(int))
         steps, mean, half = band.steps[keep], band.mean[keep], band.half_width[keep]
         ax.plot(steps, mean, color=f"C{i % 10}", lw=1.2,
-                label=f"{i + 1}: {study.label(group)} (n={len(group.runs)})")
+                label=f"{i + 1}: {study.label(group)} (n={group.size})")
         ax.fill_between(steps, mean - half, mean + half, color=f"C{i % 10}", alpha=0.2, lw=0)
         drawn, lowest = drawn + 1, min(lowest, np.nanmin(mean - np.nan_to_num(half)))
     if not drawn:

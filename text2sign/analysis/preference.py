@@ -21,7 +21,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from text2sign.analysis import AnalysisError
-from text2sign.analysis.formatting import md_table, num, text_table
+from text2sign.analysis.formatting import md_table, md_text, num, text_table
 from text2sign.analysis.stats import ALPHA, NAN, holm
 from text2sign.analysis.study import Study
 from text2sign.study.store import read_votes
@@ -130,7 +130,7 @@ def report_lines(prefs: Preferences, markdown: bool = False) -> list[str]:
     """The reports' section on the study: plain text, or markdown."""
     table = md_table if markdown else text_table
     lines = ["## Human evaluation" if markdown else "Human evaluation", "",
-             *(f"- {line}" if markdown else line for line in overview(prefs))]
+             *(f"- {md_text(line)}" if markdown else line for line in overview(prefs))]
     if len(prefs.labels) < 2:
         return lines
     for title, (header, rows) in [

@@ -7,8 +7,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from text2sign.analysis.collect import STATUSES
-from text2sign.analysis.formatting import change, md_table, mean_ci, num, text_table, verdict
+from text2sign.analysis.formatting import (
+    change,
+    md_table,
+    md_text,
+    mean_ci,
+    num,
+    text_table,
+    verdict,
+)
 from text2sign.analysis.identity import version_text
+from text2sign.analysis.levels import level
 from text2sign.analysis.metrics import Metric
 from text2sign.analysis.preference import Preferences, report_lines
 from text2sign.analysis.stats import ALPHA, POWER, delta_pct, significant
@@ -33,8 +42,7 @@ def text_report(study: Study, results_dirs: list[str], figures: Figures,
         lines += ["", "Findings against the baseline"]
         lines += text_table(findings_header(study), findings(study))
         lines += ["", "Groups (every factor but the seed)"]
-        lines += text_table(["group", "n", "seeds"], [[study.label(g), str(len(g.runs)),
-                                                        ", ".join(g.seeds)] for g in study.groups])
+        lines += text_table(*groups_table(study))
         for metric in study.metrics:
             if study.has_numbers(metric):
                 lines += ["", _title(metric), *text_table(*metric_rows(study, metric))]
@@ -53,7 +61,7 @@ def markdown_report(study: Study, results_dirs: list[str], figures: Figures,
                     comparison: str, not_searched: str | None = None,
                     human: Preferences | None = None) -> str:
     lines = ["# Ablation results", "",
-             *(f"- {line}" for line in overview(study, results_dirs, not_searched))]
+             *(f"- {md_text(line)}" for line in overview(study, results_dirs, not_searched))]
     if study.groups:
         lines += ["", "## Findings against the baseline", "",
                   *md_table(findings_header(study), findings(study)),
@@ -63,19 +71,24 @@ def markdown_report(study: Study, results_dirs: list[str], figures: Figures,
     lines += ["## Plots", ""]
     for name, result in figures.plots.items():
         if isinstance(result, str):
-            lines.append(f"- {name}: {result}")
+            lines.append(f"- {name}: {md_text(result)}")
         elif isinstance(result, Path):
-            lines.append(f"![{name}]({result.name})")
+            lines.append(_image(name, result))
         else:  # one figure per factor
-            lines += [f"![{name}: {path.stem}]({path.name})" for path in result]
+            lines += [_image(f"{name}: {path.stem}", path) for path in result]
     lines += ["", "## Samples", ""]
     samples = figures.samples
-    lines += ([f"- {samples}"] if isinstance(samples, str)
-              else [f"![{path.stem}]({path.name})" for path in samples])
+    lines += ([f"- {md_text(samples)}"] if isinstance(samples, str)
+              else [_image(path.stem, path) for path in samples])
     for title, entries in excluded(study) + [("Notes", notes(study))]:
         if entries:
-            lines += ["", f"## {title}", "", *(f"- {entry}" for entry in entries)]
+            lines += ["", f"## {title}", "", *(f"- {md_text(entry)}" for entry in entries)]
     return "\n".join(lines) + "\n"
+
+
+def _image(title: str, path: Path) -> str:
+    """A figure beside report.md (file names are made of words, `_` and `.`)."""
+    return f"![{md_text(title)}]({path.name})"
 
 
 def overview(study: Study, results_dirs: list[str], not_searched: str | None) -> list[str]:
@@ -86,6 +99,8 @@ def overview(study: Study, results_dirs: list[str], not_searched: str | None) ->
              f"{counts['failed']} failed, {counts['running']} running, "
              f"{counts['unreadable']} unreadable)",
              *_counted_once(study),
+             *([f"Diverged: {len(study.diverged)} run(s), counted as diverged seeds of their "
+                "groups (listed below)"] if study.diverged else []),
              f"Groups: {len(study.groups)}, by "
              + ("the configuration that ran (metadata.json), every key but the seed"
                 if study.by_config else "the recorded factors: some run has no metadata.json")
@@ -107,6 +122,16 @@ def _counted_once(study: Study) -> list[str]:
     return [f"Counted once: {len(study.copies)} run(s) found more than once, {left_out} "
             f"copies left out" + (f" ({conflicts} conflict(s) of code versions)"
                                   if conflicts else "") + "; listed below"]
+
+
+def groups_table(study: Study) -> tuple[list[str], list[list[str]]]:
+    """Each group's seeds, and those that diverged or failed (a column only when some did)."""
+    columns = [kind for kind in ("diverged", "failed")
+               if any(getattr(group, kind) for group in study.groups)]
+    rows = [[study.label(group), str(len(group.runs)), ", ".join(group.seeds),
+             *(", ".join(level(run.seed)[2] for run in getattr(group, kind)) for kind in columns)]
+            for group in study.groups]
+    return ["group", "n", "seeds", *columns], rows
 
 
 def findings_header(study: Study) -> list[str]:
@@ -145,17 +170,26 @@ def key_finding(study: Study, i: int) -> str:
     if metric is None:
         return "no quality metric measured"
     summary, base = study.summaries[metric.name][i], study.summaries[metric.name][0]
+    if summary.diverged or base.diverged:
+        return f"{metric.name} {summary.why}"
     if math.isnan(summary.delta_pct):
-        return f"{metric.name} not comparable (missing in this group or the baseline)"
+        group, base_group = study.groups[i], study.groups[0]
+        empty = [f"{len(g.failed)} of {len(g.runs)} seeds of {where} failed"
+                 for g, s, where in ((group, summary, "this group"), (base_group, base,
+                                                                      "the baseline"))
+                 if not s.n and g.failed]
+        return (f"{metric.name} not comparable: " + ("; ".join(empty) or "missing in this "
+                "group or the baseline") + ": nothing to test")
     effect = f"{metric.name} {abs(summary.delta_pct):.1f}% {verdict(metric, summary.delta_pct)}"
     sig = significant(summary)
     if sig is None:
-        why = ("one seed: more seeds needed for a test" if min(summary.n, base.n) < 2
-               else "no test possible (no variation between seeds)")
-        return f"{effect}; {why}"
+        return f"{effect}; {summary.why or 'no test'}"
     found = f"(Holm p={summary.p_holm:.3g}, {summary.test})"
     if sig:
         return f"{effect}, significant {found}"
+    if math.isnan(summary.mde):  # an exact test: the seeds decide the smallest p it can give
+        return (f"{effect}, not significant {found}: with {summary.seeds} no p-value below "
+                f"{summary.p_value:.3g} is possible; train more seeds ({MORE_SEEDS})")
     share = delta_pct(base.mean + summary.mde, base.mean)
     size = num(summary.mde, 3) + (f" ({share:.1f}%)" if math.isfinite(share) else "")
     return (f"{effect}, not significant {found}: an effect smaller than {size} could not be "
@@ -169,7 +203,8 @@ def metric_rows(study: Study, metric: Metric) -> tuple[list[str], list[list[str]
     for group, s in zip(study.groups, study.summaries[metric.name]):
         delta = "baseline" if group is study.groups[0] else change(metric, s)
         rows.append([study.label(group), str(s.n), mean_ci(s), num(s.std, 3), delta,
-                     num(s.p_value, 3), num(s.p_holm, 3), num(s.mde, 3), s.test])
+                     num(s.p_value, 3), num(s.p_holm, 3), num(s.mde, 3),
+                     s.test or (f"none: {s.why}" if s.why else "")])
     return header, rows
 
 
@@ -177,9 +212,12 @@ def excluded(study: Study) -> list[tuple[str, list[str]]]:
     """Sections listing what is not in the statistics, and why."""
     completed = [run.results for run in study.with_status("completed")]
     return [
+        ("Diverged runs (counted in their groups as diverged seeds: no mean, no comparison)",
+         [f"{run.name}: " + "; ".join(f"{key}: {what}" for key, what in run.diverged.items())
+          for run in study.diverged]),
         ("Failed runs (not averaged)",
          [f"{run.name}: {run.error or 'no error recorded'}"
-          for run in study.with_status("failed")]),
+          for run in study.with_status("failed") if not run.diverged]),
         ("Running or interrupted runs (not averaged)",
          [run.name for run in study.with_status("running")]),
         ("Half-written or unreadable results.json (not averaged)",
@@ -207,7 +245,7 @@ def excluded(study: Study) -> list[tuple[str, list[str]]]:
 
 
 def notes(study: Study) -> list[str]:
-    single = [study.label(g) for g in study.groups if len(g.runs) < 2]
+    single = [study.label(g) for g in study.groups if len(g.completed) < 2]
     lines = []
     if single:
         lines.append(f"More seeds are needed: {len(single)} group(s) have a single seed "
@@ -219,7 +257,10 @@ def notes(study: Study) -> list[str]:
         "Statistics: mean and sample std (ddof=1) over the seeds of a group; 95% CI "
         "half-width t(0.975, n-1)*std/sqrt(n); Δ = (mean - baseline mean)/|baseline mean|; "
         "p: paired t-test over the seeds both groups have (scipy.stats.ttest_rel), Welch's "
-        f"t-test (ttest_ind, equal_var=False) when runs cannot be paired; Holm correction over "
+        "t-test (ttest_ind, equal_var=False) when runs cannot be paired; where the values do "
+        "not spread (every seed differs by the same amount) scipy.stats.permutation_test, exact "
+        "(a t statistic is then infinite); a group with a diverged seed has no mean and no "
+        f"test; Holm correction over "
         f"the {tests} tests of {len(family)} metrics (every p-value in this report); "
         f"significant when the Holm p < {ALPHA}. MDE: the smallest true difference from the "
         f"baseline that the same test finds with {POWER:.0%} power at alpha {ALPHA} (before "

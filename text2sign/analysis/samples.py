@@ -29,7 +29,7 @@ def sample_sheets(study: Study, out: Path) -> list[Path] | str:
     """One PNG per prompt, or the reason there is none."""
     rows = []  # (group label, prompt -> gif) with the group's first seed that has samples
     for group in study.groups:
-        index = next((found for run in group.runs if (found := read_index(run))), {})
+        index = next((found for run in group.completed if (found := read_index(run))), {})
         rows.append((study.label(group), index))
     prompts = list(dict.fromkeys(text for _, index in rows for text in index))
     if not prompts:

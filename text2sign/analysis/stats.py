@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -30,6 +29,8 @@ class Summary:
     test: str = ""  # which test gave p_value
     mde: float = NAN  # the difference that test would detect with 80% power (stats.mde)
     seeds: str = ""  # the seeds the test saw
+    why: str = ""  # why there is no test (p_value is NaN)
+    diverged: list[str] = field(default_factory=list)  # seeds whose run diverged: no mean
 
 
 def summarize(values: list[float]) -> Summary:
@@ -62,29 +63,60 @@ class TTest:
     name: str = ""  # which test, e.g. "paired t-test over 3 seeds"
     mde: float = NAN  # minimum detectable difference, see mde()
     seeds: str = ""  # the seeds it saw: "3 seeds" (pairs) or "3 and 2 seeds"
+    why: str = ""  # why there is no test (p is NaN)
+
+
+NO_SPREAD = 1e-6  # values this close, relative to their size, are equal (float32 rounding)
+EXACT_LIMIT = 2 ** 16  # arrangements enumerated by an exact permutation test; beyond: sampled
 
 
 def t_test(group: list[tuple[Hashable, float]], baseline: list[tuple[Hashable, float]]) -> TTest:
     """A test of `group` against `baseline`, given as (seed, value) pairs: paired over the
     seeds both have, Welch's test when they share fewer than two or a seed repeats, no test
-    (NaN) with fewer than two runs on a side."""
+    (NaN, with why) with fewer than two runs on a side. Without spread (the differences, or
+    both groups' values, equal up to rounding) a t statistic is infinite and its p-value 0
+    means nothing: an exact permutation test takes its place, and identical values get none."""
     by_seed, base_by_seed = dict(group), dict(baseline)
     unique = len(by_seed) == len(group) and len(base_by_seed) == len(baseline)
     common = [seed for seed in base_by_seed if seed in by_seed]
-    with warnings.catch_warnings():  # identical values give NaN with a warning; NaN is the answer
-        warnings.simplefilter("ignore", RuntimeWarning)
-        if unique and len(common) >= 2:
-            x = np.array([by_seed[s] for s in common])
-            y = np.array([base_by_seed[s] for s in common])
-            n = len(common)
-            return TTest(float(stats.ttest_rel(x, y).pvalue), f"paired t-test over {n} seeds",
-                         mde(float(np.std(x - y, ddof=1)) / math.sqrt(n), n - 1), f"{n} seeds")
-        if len(group) >= 2 and len(baseline) >= 2:
-            x, y = np.array([v for _, v in group]), np.array([v for _, v in baseline])
-            result = stats.ttest_ind(x, y, equal_var=False)
-            return TTest(float(result.pvalue), "Welch's t-test", welch_mde(x, y),
-                         f"{len(x)} and {len(y)} seeds")
-    return TTest()
+    if unique and len(common) >= 2:
+        x = np.array([by_seed[s] for s in common])
+        y = np.array([base_by_seed[s] for s in common])
+        n = len(common)
+        if _spread(x - y, x, y) == 0:
+            return _exact(x, y, "samples", f"exact sign-flip test over {n} seeds (every seed "
+                          "differs by the same amount)", f"{n} seeds")
+        return TTest(float(stats.ttest_rel(x, y).pvalue), f"paired t-test over {n} seeds",
+                     mde(float(np.std(x - y, ddof=1)) / math.sqrt(n), n - 1), f"{n} seeds")
+    if len(group) >= 2 and len(baseline) >= 2:
+        x, y = np.array([v for _, v in group]), np.array([v for _, v in baseline])
+        seeds = f"{len(x)} and {len(y)} seeds"
+        if _spread(x, x, y) == _spread(y, x, y) == 0:
+            return _exact(x, y, "independent", "exact permutation test (no spread between the "
+                          "seeds of either group)", seeds)
+        result = stats.ttest_ind(x, y, equal_var=False)
+        return TTest(float(result.pvalue), "Welch's t-test", welch_mde(x, y), seeds)
+    return TTest(why="one seed: more seeds needed for a test")
+
+
+def _spread(values: np.ndarray, *scale: np.ndarray) -> float:
+    """The range of `values`, 0 when within rounding noise of numbers the size of `scale`."""
+    spread = float(np.ptp(values))
+    return 0.0 if spread <= NO_SPREAD * max(float(np.abs(v).max()) for v in scale) else spread
+
+
+def _exact(x: np.ndarray, y: np.ndarray, kind: str, name: str, seeds: str) -> TTest:
+    """scipy's permutation test of the difference of means, exact up to EXACT_LIMIT
+    arrangements (`samples`: the signs of the pairs' differences flipped; `independent`: the
+    seeds shuffled between the groups); no test when the two sides are the same."""
+    if _spread(np.array([x.mean(), y.mean()]), x, y) == 0:
+        return TTest(why="the same in every seed: nothing to test")
+    arrangements = 2.0 ** len(x) if kind == "samples" else special.comb(len(x) + len(y), len(x))
+    result = stats.permutation_test(
+        (x, y), lambda a, b, axis: np.mean(a, axis=axis) - np.mean(b, axis=axis),
+        permutation_type=kind, vectorized=True, random_state=0,
+        n_resamples=np.inf if arrangements <= EXACT_LIMIT else EXACT_LIMIT)
+    return TTest(float(result.pvalue), name, NAN, seeds)
 
 
 def mde(se: float, dof: float) -> float:

@@ -6,12 +6,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from text2sign.analysis import AnalysisError
-from text2sign.analysis.collect import Run
+from text2sign.analysis.collect import DIVERGED, Run
 from text2sign.analysis.grouping import ABLATION, Group, group_runs
 from text2sign.analysis.identity import Copies, deduplicate, describe
 from text2sign.analysis.levels import Level, level
 from text2sign.analysis.metrics import Metric, default_quality, discover
-from text2sign.analysis.stats import Summary, delta_pct, holm, summarize, t_test
+from text2sign.analysis.stats import NAN, Summary, delta_pct, holm, summarize, t_test
+
+
+def counts(run: Run) -> bool:
+    """Whether a run is a seed of its group: it completed, or it failed and its configuration
+    says which group it is of (one that failed diverging is a finding, a diverged seed; any
+    other failure a seed without figures: a group of failed runs is shown, not left out)."""
+    return run.status == "completed" or run.status == "failed" and run.config is not None
+
 
 # the baseline unless --baseline says otherwise: the first of these that a group matches
 BASELINES = ({ABLATION: level("baseline")}, {"text_encoder": level("frozen"), "ema": level(True)})
@@ -38,6 +46,11 @@ class Study:
     def with_status(self, status: str) -> list[Run]:
         return [run for run in self.runs if run.status == status]
 
+    @property
+    def diverged(self) -> list[Run]:
+        """The runs of the groups that diverged."""
+        return [run for group in self.groups for run in group.runs if run.diverged]
+
     def has_numbers(self, metric: Metric) -> bool:
         return any(summary.n for summary in self.summaries[metric.name])
 
@@ -53,9 +66,9 @@ class Study:
 def build_study(runs: list[Run], baseline: dict[str, Level] | None = None,
                 metric_names: list[str] | None = None, quality: str | None = None,
                 on_conflict: str = "error") -> Study:
-    completed = [run for run in runs if run.status == "completed"]
-    by_config = all(run.config is not None for run in completed)
-    used, copies = deduplicate(completed, describe(completed, by_config), on_conflict)
+    counted = [run for run in runs if counts(run)]
+    by_config = all(run.config is not None for run in counted)
+    used, copies = deduplicate(counted, describe(counted, by_config), on_conflict)
     grouping = group_runs(used, describe(used, by_config))
     groups = grouping.groups
     if groups:
@@ -113,17 +126,48 @@ def _select(metrics: list[Metric], names: list[str] | None, option: str) -> list
 
 
 def _summaries(groups: list[Group], metrics: list[Metric]) -> dict[str, list[Summary]]:
-    """Per metric and group: mean, std, CI; deltas and tests against groups[0]."""
+    """Per metric and group: mean, std, CI; deltas and tests against groups[0]. A group with
+    a diverged seed has no mean, and no test calls it (or others, against it as baseline)
+    better on the seeds that are left."""
     summaries = {}
     for metric in metrics:
-        values = [[(level(run.seed), v) for run in group.runs
-                   if (v := metric.value(run.results)) is not None] for group in groups]
+        outcomes = [[(level(run.seed), outcome(metric, run)) for run in group.runs]
+                    for group in groups]
+        values = [[(seed, v) for seed, v in found if isinstance(v, float)] for found in outcomes]
         sums = [summarize([v for _, v in group_values]) for group_values in values]
+        for summary, found in zip(sums, outcomes):
+            summary.diverged = [seed[2] for seed, v in found if v == DIVERGED]
+            if summary.diverged:
+                summary.mean = summary.std = summary.ci95 = NAN
         for summary, group_values in zip(sums, values):
             summary.delta_pct = delta_pct(summary.mean, sums[0].mean)
-            if summary is not sums[0]:
-                test = t_test(group_values, values[0])
-                summary.p_value, summary.test, summary.mde, summary.seeds = (
-                    test.p, test.name, test.mde, test.seeds)
+            if summary is sums[0]:
+                continue
+            if summary.diverged or sums[0].diverged:
+                summary.why = diverged_text(summary, sums[0])
+                continue
+            test = t_test(group_values, values[0])
+            summary.p_value, summary.test, summary.mde, summary.seeds, summary.why = (
+                test.p, test.name, test.mde, test.seeds, test.why)
         summaries[metric.name] = sums
     return summaries
+
+
+def outcome(metric: Metric, run: Run) -> float | str | None:
+    """The run's number for `metric`; DIVERGED where it diverged (every metric of a run that
+    failed diverging: its figures are those of a run cut short); None where it has none (a run
+    that failed otherwise has none)."""
+    if run.status == "failed":
+        return DIVERGED if run.diverged else None
+    return DIVERGED if f"{metric.section}.{metric.key}" in run.diverged else metric.value(
+        run.results)
+
+
+def diverged_text(summary: Summary, base: Summary) -> str:
+    """Why a comparison is not made: the seeds that diverged, here or in the baseline."""
+    def seeds(s: Summary) -> str:
+        return (f"{len(s.diverged)} of {s.n + len(s.diverged)} seeds diverged (seed "
+                f"{', '.join(s.diverged)})")
+    where = [f"{seeds(s)} {place}" for s, place in ((summary, "here"), (base, "in the baseline"))
+             if s.diverged]
+    return "not compared: " + " and ".join(where) + "; a mean of the others would hide it"

@@ -6,7 +6,7 @@ import csv
 import io
 import math
 
-from text2sign.analysis.formatting import arrow, md_table, mean_ci, num
+from text2sign.analysis.formatting import arrow, md_table, md_text, mean_ci, num
 from text2sign.analysis.metrics import Metric
 from text2sign.analysis.study import Group, Study
 
@@ -17,14 +17,14 @@ LATEX_SPECIAL = {"\\": r"\textbackslash{}", "_": r"\_", "&": r"\&", "%": r"\%", 
 
 
 def csv_table(study: Study) -> str:
-    header = [*study.factors, "n"]
+    header = [*study.factors, "n", "diverged", "failed"]
     header += [f"{metric.name}_{stat}" for metric in study.metrics for stat in STATISTICS]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     for i, group in enumerate(study.groups):
         row: list[str | int] = [group.levels[name][2] for name in study.factors]
-        row.append(len(group.runs))
+        row += [len(group.runs), len(group.diverged), len(group.failed)]
         for metric in study.metrics:
             summary = study.summaries[metric.name][i]
             row += [_full(getattr(summary, stat)) for stat in STATISTICS]
@@ -40,15 +40,15 @@ def markdown_table(study: Study) -> str:
         header += [f"{m.name} {arrow(m)}".rstrip(), f"{m.name} MDE"]
     rows, best = [], [_best(study, m) for m in shown]
     for i, group in enumerate(study.groups):
-        cells = [*_factor_cells(study, group), str(len(group.runs))]
+        cells = [*map(md_text, _factor_cells(study, group)), group.size]
         for m, bold in zip(shown, best):
             summary = study.summaries[m.name][i]
             cell = mean_ci(summary)
             cells += [f"**{cell}**" if i in bold and cell else cell, num(summary.mde, 3)]
         rows.append(cells)
-    caption = _caption(study) + (" MDE: the difference from the baseline that its test would "
-                                 "find with 80% power at α = 0.05 (see README).")
-    return "\n".join(md_table(header, rows)) + f"\n\n*{caption}*\n"
+    caption = md_text(_caption(study)) + (" MDE: the difference from the baseline that its test "
+                                          "would find with 80% power at α = 0.05 (see README).")
+    return "\n".join(md_table([*map(md_text, header)], rows, escape=False)) + f"\n\n*{caption}*\n"
 
 
 def latex_table(study: Study) -> str:
@@ -61,7 +61,7 @@ def latex_table(study: Study) -> str:
         cells = [mean_ci(study.summaries[m.name][i], r"\pm") for m in shown]
         cells = [(rf"$\mathbf{{{c}}}$" if i in bold else f"${c}$") if c else ""
                  for c, bold in zip(cells, best)]
-        rows.append(" & ".join([*map(_tex, _factor_cells(study, group)), str(len(group.runs)),
+        rows.append(" & ".join([*map(_tex, _factor_cells(study, group)), _tex(group.size),
                                 *cells]) + r" \\")
     columns = "l" * len(_factor_headers(study)) + "r" * (1 + len(shown))
     return "\n".join([

@@ -99,8 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     if human is not None:
         print(f"human evaluation: {human.votes} votes on {len(human.labels)} groups from "
               f"{args.study}")
-    print(f"analysed {len(runs)} runs ({len(study.with_status('completed'))} completed) in "
+    completed = len(study.with_status("completed"))
+    print(f"analysed {len(runs)} runs ({completed} completed) in "
           f"{len(study.groups)} groups in {time.perf_counter() - start:.1f} s; outputs in {out}")
+    if not completed:
+        print(f"analyze.py: error: none of the {len(runs)} runs completed, so nothing was "
+              f"compared: {out / REPORT} lists them and why", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader
 
 from text2sign.callbacks.ema import EMA
 from text2sign.callbacks.step_cost import flop_counter, peak_flops
+from text2sign.cli.errors import one_line_errors
 from text2sign.config import CONF, BenchConfig, register_configs
 from text2sign.files import atomic_write_json
 from text2sign.host_sync import HostReads
@@ -484,4 +485,5 @@ def main(argv: Iterable[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors("bench"):
+        main()

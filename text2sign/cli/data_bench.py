@@ -57,8 +57,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, help=f"clips per batch (default: {BATCH}, or "
                         "every training clip when there are fewer)")
     args = parser.parse_args(argv)
-    if args.clips < 3 or (args.batch_size is not None and args.batch_size < 1):
-        parser.error("--clips must be at least 3 (train, val, test) and --batch-size at least 1")
+    if (args.clips < 3 or (args.batch_size is not None and args.batch_size < 1)
+            or args.workers < 0 or args.epochs < 1):
+        parser.error("--clips must be at least 3 (train, val, test), --batch-size and --epochs "
+                     "at least 1, --workers at least 0")
     with tempfile.TemporaryDirectory() as tmp:
         manifest = write_clips(Path(tmp), args.clips)
         start = time.perf_counter()

@@ -17,11 +17,11 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from text2sign.callbacks.ema import EMA
 from text2sign.callbacks.samples import check_prompts, check_sampling, write_samples
+from text2sign.cli.errors import one_line_errors
 from text2sign.config import CONF, register_configs
 from text2sign.module import TextToSignModule
-from text2sign.run.checkpointing import read_checkpoint
+from text2sign.run.checkpointing import WEIGHTS, ema_shadow, read_checkpoint
 from text2sign.run.job import build_module
 
 log = logging.getLogger(__name__)
@@ -31,8 +31,8 @@ def load_module(ckpt_path: str | Path, weights: str = "auto",
                 device: torch.device | str = "cpu") -> tuple[TextToSignModule, str]:
     """Rebuild the module of a checkpoint on `device`; returns it with the weights used
     ("ema" or "raw")."""
-    if weights not in ("auto", "ema", "raw"):
-        raise ValueError(f"weights={weights!r}: use auto, ema or raw")
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights={weights!r}: use {', '.join(WEIGHTS)}")
     path = Path(ckpt_path)
     checkpoint = read_checkpoint(path)
     config = checkpoint["text2sign_config"]
@@ -40,8 +40,7 @@ def load_module(ckpt_path: str | Path, weights: str = "auto",
     module.configure_model()  # the fast path, as Lightning applies it before a fit
     module.on_load_checkpoint(checkpoint)
     module.load_state_dict(checkpoint["state_dict"])
-    shadow = next((state["shadow"] for key, state in checkpoint.get("callbacks", {}).items()
-                   if key.startswith(EMA.__qualname__) and state.get("shadow")), None)
+    shadow = ema_shadow(checkpoint)
     if weights == "ema" and shadow is None:
         raise ValueError(f"{path} has no EMA weights (trained with ema=false): use weights=raw")
     if shadow is None or weights == "raw":
@@ -81,7 +80,8 @@ def generate(cfg: DictConfig, out_dir: Path) -> dict:
 
 @hydra.main(version_base="1.3", config_path=str(CONF), config_name="generate")
 def generate_job(cfg: DictConfig) -> None:
-    generate(cfg, Path(HydraConfig.get().runtime.output_dir))
+    with one_line_errors("generate", status=1):
+        generate(cfg, Path(HydraConfig.get().runtime.output_dir))
 
 
 def main() -> None:

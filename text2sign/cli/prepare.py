@@ -16,6 +16,7 @@ from typing import Any
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from text2sign.cli.errors import one_line_errors
 from text2sign.config import CONF, register_configs
 from text2sign.data.datamodule import plural
 from text2sign.run.preflight import check_data
@@ -55,11 +56,8 @@ def describe(report: dict[str, Any]) -> str:
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    try:
+    with one_line_errors("prepare"):  # a DataError names the key to fix
         report = prepare(argv)
-    except ValueError as err:  # DataError: names the key to fix
-        print(f"prepare: {type(err).__name__}: {err}", file=sys.stderr)
-        return 2
     print(describe(report))
     return 0
 

@@ -5,7 +5,10 @@
     python train.py optimizer.lr=1e-4 seed=3          # any key can be overridden
 """
 
+import sys
+
 import hydra
+from omegaconf import OmegaConf
 
 from text2sign.config import CONF, register_configs
 from text2sign.factors import HydraRuntime
@@ -23,9 +26,33 @@ def train_job(cfg) -> None:
 def main() -> None:
     if is_ddp_worker():  # started by Lightning for DDP: train the config rank 0 saved
         run_worker(attempt)
-    else:
-        register_configs()  # conf/'s schema, before Hydra composes
+        return
+    register_configs()  # conf/'s schema, before Hydra composes
+    if {"--cfg", "-c"} & {arg.split("=")[0] for arg in sys.argv[1:]}:
+        print(preset_sweeps(sys.argv[1:]), end="")
+    try:
         train_job()
+    except ValueError as err:  # Hydra's refusal of the command line (e.g. -m with --cfg)
+        hint = "; --cfg prints the config of one job: drop -m" if "--cfg" in str(err) else ""
+        sys.exit(f"train.py: error: {err}{hint}")
+
+
+def preset_sweeps(args: list[str]) -> str:
+    """YAML comments that list the sweep of each preset chosen on the command line
+    (`experiment=NAME`), which the job config `--cfg job` prints does not show."""
+    lines = []
+    for arg in args:
+        group, _, option = arg.lstrip("+").partition("=")
+        path = CONF / "experiment" / f"{option}.yaml"
+        if group != "experiment" or not path.is_file():
+            continue
+        params = OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.params") or {}
+        if params:
+            lines += [f"# experiment={option} is a sweep: its jobs are this config with each "
+                      f"combination of these values (python train.py -m experiment={option} "
+                      "runs them)",
+                      *(f"#   {key}: {value}" for key, value in params.items())]
+    return "".join(f"{line}\n" for line in lines)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,16 @@ def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
     return checkpoint
 
 
+WEIGHTS = ("auto", "ema", "raw")  # which weights of a checkpoint to use: auto is EMA's if any
+
+
+def ema_shadow(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor] | None:
+    """The EMA weights a checkpoint holds (the EMA callback's state), or None."""
+    return next((state["shadow"] for key, state in (checkpoint.get("callbacks") or {}).items()
+                 if key.startswith("EMA") and isinstance(state, dict) and state.get("shadow")),
+                None)
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Local checkpoints via temp file + rename; remote URLs (s3://...) as Lightning does.
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -35,7 +36,7 @@ from text2sign.run.attempts import INTERRUPTIONS, Plan, plan_attempt
 from text2sign.run.checkpointing import StepCheckpoint, remove_partial_writes
 from text2sign.run.evaluate import evaluation_config, evaluation_factors
 from text2sign.run.lock import RunDirectoryInUse, hold_run_directory
-from text2sign.run.preflight import check_config
+from text2sign.run.preflight import check_config, user_error
 from text2sign.run.record import RunRecord, one_line, parameter_counts, parameter_groups, plain
 
 log = logging.getLogger(__name__)
@@ -71,12 +72,15 @@ def main(cfg: DictConfig, runtime: HydraRuntime) -> None:
         run(cfg, runtime)
     except RunDirectoryInUse as err:
         if not runtime.multirun:
-            raise
+            raise SystemExit(one_line(err)) from None
         log.error("%s; this job is skipped", err)
-    except Exception:
-        if not runtime.multirun:
+    except Exception as err:
+        if runtime.multirun:
+            log.exception("this job failed (see its results.json); the sweep goes on")
+        elif user_error(err):  # one line, no traceback (the log said where it is recorded)
+            raise SystemExit(one_line(err)) from None
+        else:
             raise
-        log.exception("this job failed (see its results.json); the sweep goes on")
 
 
 def run(cfg: DictConfig, runtime: HydraRuntime = HydraRuntime()) -> dict[str, Any]:
@@ -149,12 +153,13 @@ def _log_end(record: RunRecord) -> None:
         log.error("run failed: %s; status \"failed\" recorded in %s", results["error"], path)
 
 
-def build_module(cfg: DictConfig) -> TextToSignModule:
+def build_module(cfg: DictConfig, text_encoder: torch.nn.Module | None = None) -> TextToSignModule:
     """The LightningModule of a composed config (also used to rebuild one from a checkpoint;
-    one written before the fast path existed has no `perf`: the plain path)."""
+    one written before the fast path existed has no `perf`: the plain path). `text_encoder`:
+    one already built (the pre-flight's stand-in of its width)."""
     make = instantiate(cfg.model, _partial_=True)  # a partial: FastPath stays a FastPath
     module = make(
-        text_encoder=instantiate(cfg.text_encoder),
+        text_encoder=text_encoder or instantiate(cfg.text_encoder),
         optimizer=instantiate(cfg.optimizer),
         lr_scheduler=instantiate(cfg.lr_scheduler),
         fast_path=FastPath(**cfg.perf) if "perf" in cfg else None,

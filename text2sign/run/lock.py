@@ -40,10 +40,7 @@ def hold_run_directory(run_dir: str | Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _holder(fd) or "another process"
-            raise RunDirectoryInUse(
-                f"run directory {run_dir} is in use by {holder}: two processes must not train "
-                "one run. Wait for it to end, or stop it; its run is then resumed here") from None
+            raise in_use(run_dir, _holder(fd) or "another process") from None
         if _holder(fd):
             log.warning("taking over run directory %s from %s, which ended without releasing it",
                         run_dir, _holder(fd))
@@ -57,6 +54,12 @@ def hold_run_directory(run_dir: str | Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def in_use(run_dir: str | Path, holder: str) -> RunDirectoryInUse:
+    return RunDirectoryInUse(
+        f"run directory {run_dir} is in use by {holder}: two processes must not train one run. "
+        "Wait for it to end, or stop it; its run is then resumed here")
 
 
 def held_by(run_dir: str | Path) -> str | None:

@@ -1,5 +1,6 @@
-"""Checks of a composed config that need neither the model nor the data: the checkpoint to
-read, the data settings and paths, and where the outputs go.
+"""Checks of a composed config before its run: the checkpoint to read (and, continued, that it
+fits), the data settings and paths, where the outputs go, and every value the run's
+constructors check, by building what the run builds without weights or data (dry_build.py).
 
 Hydra runs them before it makes the run directory (the `Preflight` callback of
 conf/hydra/default.yaml and conf/generate.yaml), so a mistake stops the command with one line
@@ -12,6 +13,7 @@ runs the checks again (train.py), for a single run as for a sweep's job under an
 from __future__ import annotations
 
 from collections.abc import Collection
+from pathlib import Path
 from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -22,6 +24,7 @@ from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from hydra.utils import get_class
+from lightning_fabric.utilities.seed import max_seed_value, min_seed_value
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -31,10 +34,15 @@ from text2sign.data.indexers import INPUTS, input_path
 from text2sign.files import unwritable
 from text2sign.models.unet3d import size_divisor
 from text2sign.run.checkpointing import read_checkpoint
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message names the key and the fix."""
+from text2sign.run.dry_build import (
+    ConfigError,
+    check_continuation,
+    check_generate,
+    check_settings,
+)
+from text2sign.run.lock import RunDirectoryInUse, held_by, in_use
+from text2sign.run.record import one_line
+from text2sign.schema import SchemaError
 
 
 class PreflightFailed(SystemExit):
@@ -46,6 +54,15 @@ class Preflight(Callback):
     """A Hydra callback: `check_config` and the output folder, before any directory is made."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+        if params:  # a preset's sweep, which a single run would drop without a word
+            jobs = sweep_jobs(config, GlobalHydra.instance().config_loader()) or []
+            preset = config.hydra.runtime.choices.get("experiment")
+            raise PreflightFailed(
+                f"{f'experiment={preset}' if preset else 'hydra.sweeper.params'} is a sweep of "
+                f"{len(jobs)} jobs ({' '.join(f'{k}={v}' for k, v in params.items())}): run it "
+                f"with -m: python train.py -m {' '.join(config.hydra.overrides.task)}")
+        _not_in_use(Path(config.hydra.run.dir))
         _report(config, "hydra.run.dir", set())
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -58,10 +75,26 @@ class Preflight(Callback):
                                   "none was started:\n" + "\n".join(failed))
 
 
+def _not_in_use(run_dir: Path) -> None:
+    """Stop if another process holds `run_dir`, before Hydra writes its .hydra/ and log there
+    (only asked: the run takes the lock, and says when it takes over a dead process's)."""
+    holder = held_by(run_dir)
+    if holder:
+        raise PreflightFailed(one_line(in_use(run_dir, holder)))
+
+
 EVERY_KEY = ""  # in `swept`: every key (a swept config group varies them all)
 # Errors of composing a job (Hydra, OmegaConf) and of check_config (ConfigError, DataError,
 # CheckpointError: ValueErrors)
 JOB_ERRORS = (HydraException, OmegaConfBaseException, ValueError)
+# ... and of a run, from what the user gave: a path or a file (OSError), the run directory in
+# use, a loss that diverged (NonFiniteLossError). Said in one line; anything else is a bug and
+# keeps its traceback.
+USER_ERRORS = (*JOB_ERRORS, OSError, RunDirectoryInUse, FloatingPointError)
+
+
+def user_error(error: BaseException) -> bool:
+    return isinstance(error, USER_ERRORS) and not isinstance(error, SchemaError)  # a bug
 
 
 def multirun_config(overrides: list[str], config_name: str = "train") -> DictConfig:
@@ -112,10 +145,39 @@ def check_config(cfg: DictConfig, swept: Collection[str] = ()) -> None:
         if _free((key,), swept) and not conforms(value, hint):
             raise ConfigError(f"{key}={value!r} is not a value it takes "
                               f"({describe_hint(hint)}): set {key} to one of them")
-    if _free(("ckpt_path", "train"), swept):
-        checkpoint_of(cfg)
+    checkpoint = checkpoint_of(cfg) if _free(("ckpt_path", "train"), swept) else None
+    if "prompts" in cfg:  # python -m text2sign.cli.generate
+        check_generate(cfg, checkpoint)
     if "data" in cfg and _free(("data", "model.denoiser.channel_mults"), swept):
         check_data(cfg)
+    if "model" in cfg:
+        if _free(("seed",), swept) and not min_seed_value <= cfg.seed <= max_seed_value:
+            raise ConfigError(f"seed={cfg.seed} must be between {min_seed_value} and "
+                              f"{max_seed_value}: the seed of numpy's generator too")
+        if _free(("trainer",), swept):
+            check_trainer(cfg)
+        module = check_settings(cfg, lambda keys: _free(keys, swept))
+        if checkpoint is not None and cfg.train and not _own(cfg):
+            check_continuation(cfg, checkpoint, module)
+
+
+def check_trainer(cfg: DictConfig) -> None:
+    """Values Lightning takes and the run then fails on (a division by zero) or silently
+    misreads (a negative clipping norm flips the gradients)."""
+    interval, clip = cfg.trainer.get("val_check_interval"), cfg.trainer.get("gradient_clip_val")
+    if interval is not None and interval <= 0:
+        raise ConfigError(f"trainer.val_check_interval={interval} must be above 0: training "
+                          "batches between validations (or a fraction of an epoch)")
+    if clip is not None and clip < 0:
+        raise ConfigError(f"trainer.gradient_clip_val={clip} must be at least 0 (null or 0: no "
+                          "clipping)")
+
+
+def _own(cfg: DictConfig) -> bool:
+    """Whether ckpt_path lies in the run's own directory: the run resumes itself."""
+    own = OmegaConf.select(cfg, "paths.output_dir", throw_on_resolution_failure=False)
+    return bool(own) and Path(cfg.ckpt_path).expanduser().resolve().is_relative_to(
+        Path(own).expanduser().resolve())
 
 
 def checkpoint_of(cfg: DictConfig) -> dict[str, Any] | None:
@@ -139,10 +201,10 @@ def check_data(cfg: DictConfig) -> None:
                             f"data.{key}=PATH ({what})")
         if data[key] is not None:
             input_path(option, key, data[key])
-    for key in ("batch_size", "num_frames"):
-        if data[key] < 1:
-            raise DataError(f"data.{key}={data[key]} must be at least 1: set data.{key} to a "
-                            "positive number")
+    for key, least in (("batch_size", 1), ("num_frames", 1), ("num_workers", 0)):
+        if data[key] < least:
+            raise DataError(f"data.{key}={data[key]} must be at least {least}: set data.{key} "
+                            f"to {'a positive number' if least else '0 or more'}")
     mults = list(cfg.model.denoiser.channel_mults)
     divisor = size_divisor(mults)
     size = data.image_size

@@ -7,6 +7,7 @@ atomically when the run starts (status "running") and again when it ends ("compl
 
 from __future__ import annotations
 
+import math
 import platform
 import shlex
 import subprocess
@@ -97,6 +98,11 @@ def one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
+def _diverged(what: str) -> str:
+    """eval.unavailable's reason for a metric that diverged (`what` it was: nan, inf, ...)."""
+    return what if what.startswith("diverged") else f"diverged: it was {what}, not a finite number"
+
+
 class RunRecord:
     """The results.json of one run, rewritten atomically at every update.
 
@@ -124,6 +130,7 @@ class RunRecord:
             "status": "running",
             "error": None,
             "interrupted": False,
+            "diverged": {},
             "factors": run_factors(runtime, config) if factors is None else factors,
             "train": {**schema.empty(schema.Train), "time_s": round(self.earlier_train_time_s, 3)},
             "model": schema.empty(schema.Model),
@@ -140,19 +147,47 @@ class RunRecord:
         self._write()
 
     def update(self, section: str, values: dict[str, Any]) -> None:
-        """Set keys of `section`; a key the schema does not declare raises SchemaError."""
+        """Set keys of `section`; a key the schema does not declare, or a value of another
+        type, raises SchemaError and changes nothing. A NaN or infinite number is recorded as
+        null, and what it was under `diverged` (strict JSON has neither)."""
         for key in values:
             schema.declared(schema.SECTIONS[section], key)
-        self.results[section].update(values)
-        self._write()
+        self._set(section, values)
 
-    def add_more_metrics(self, values: dict[str, float | None]) -> None:
+    def add_more_metrics(self, values: dict[str, float | None],
+                         diverged: dict[str, str] | None = None) -> None:
         """eval metrics the schema does not declare (a user's own loop), each a number or
-        null; listed in eval.more_metrics."""
-        evaluation = self.results["eval"]
-        evaluation.update(values)
-        evaluation["more_metrics"] = sorted({*evaluation.get("more_metrics", []), *values})
-        self._write()
+        null; listed in eval.more_metrics. `diverged`: those that diverged, with what they
+        were (null)."""
+        listed = sorted({*self.results["eval"].get("more_metrics", []), *values, *(diverged or {})})
+        self._set("eval", {**values, "more_metrics": listed}, diverged)
+
+    def diverge(self, section: str, what: dict[str, str]) -> None:
+        """Record keys of `section` as diverged: null, with what each was (e.g. the loss a
+        user's loop reports as diverged)."""
+        self._set(section, {}, what)
+
+    def _set(self, section: str, values: dict[str, Any],
+             diverged: dict[str, str] | None = None) -> None:
+        diverged = {**(diverged or {}), **{key: str(value) for key, value in values.items()
+                                           if isinstance(value, float) and not math.isfinite(value)}}
+        before = {name: self.results[name] for name in (section, "diverged")}
+        gone = {f"{section}.{key}" for key, value in values.items()  # measured again
+                if value is not None} & before["diverged"].keys()
+        new = {**before[section], **values, **dict.fromkeys(diverged)}
+        if section == "eval" and (diverged or gone):
+            reasons = {k: v for k, v in new.get("unavailable", {}).items()
+                       if f"eval.{k}" not in gone}
+            new["unavailable"] = {**reasons, **{key: _diverged(what) for key, what in diverged.items()}}
+        self.results[section] = new  # new objects: a refused value leaves the old ones
+        self.results["diverged"] = {
+            **{k: v for k, v in before["diverged"].items() if k not in gone},
+            **{f"{section}.{key}": what for key, what in diverged.items()}}
+        try:
+            self._write()
+        except schema.SchemaError:
+            self.results.update(before)
+            raise
 
     def describe(self, key: str, value: Any) -> None:
         """Add `key` to metadata.json (what the run is made of, e.g. its parameter groups)."""
@@ -190,7 +225,7 @@ class RunRecord:
     def _write(self) -> None:
         if not self.write:
             return
+        schema.write_results(self.run_dir, self.results)  # first: it checks the record
         self.metadata["model"] = self.results["model"]
         self.metadata["train"] = self.results["train"]
         atomic_write_json(self.run_dir / schema.ARTIFACTS["metadata"], self.metadata)
-        schema.write_results(self.run_dir, self.results)

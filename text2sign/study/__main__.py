@@ -22,7 +22,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     serve = commands.add_parser("serve", help="serve the study page of a sweep")
     serve.add_argument("sweep", type=Path, metavar="SWEEP",
                        help="the sweep's folder, outputs/multirun/<sweep>")
-    serve.add_argument("--port", type=int, default=8765, help="default 8765; 0: any free port")
+    serve.add_argument("--port", type=port, default=8765, help="default 8765; 0: any free port")
     serve.add_argument("--host", default="127.0.0.1",
                        help="the address to listen on (default 127.0.0.1: this machine only; "
                             "0.0.0.0: every network it is on, see README, Human evaluation)")
@@ -33,6 +33,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                        help="which copy of a run made twice by different code to show (as in "
                             "analyze.py)")
     return parser.parse_args(argv)
+
+
+def port(text: str) -> int:
+    """A TCP port number, 0 (any free port) to 65535."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: give 0 to 65535 (0: any "
+                                         "free port)")
+    return number
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     except sqlite3.DatabaseError as error:
         return _error(f"cannot use {args.db} as the study's database ({error}): give another "
                       "file with --db")
-    httpd = server(create_app(catalog, store), args.host, args.port)  # a port in use: exit 1
+    # a port in use, an address that does not resolve: Werkzeug says why, exit status 1
+    httpd = server(create_app(catalog, store), args.host, args.port)
     prompts = len({unit.a.prompt for unit in catalog.units})
     print(f"study of {catalog.root}: {len(catalog.groups)} groups, {prompts} prompts, "
           f"{len(catalog.units)} pairs of clips; {store.count()} votes so far in {args.db}")

@@ -47,12 +47,28 @@ class Unit:
 class Catalog:
     root: Path  # the sweep, resolved
     groups: list[str]  # labels of the groups with samples, in the analysis's order
-    units: list[Unit]
+    units: list[Unit]  # those still offered: replaced, never changed, when clips go
 
     @property
     def files(self) -> set[str]:
         """Every GIF the study may serve, relative to the sweep."""
         return {clip.path for unit in self.units for clip in (unit.a, unit.b)}
+
+    def gone(self, clip: Clip) -> bool:
+        return not (self.root / clip.path).is_file()
+
+    def drop(self, clip: Clip) -> None:
+        """Offer no more pairs with `clip` (its file is gone), nor with any clip of its run
+        when the run has gone (its results.json)."""
+        run_gone = not (self.root / clip.run / "results.json").is_file()
+
+        def dropped(other: Clip) -> bool:
+            return other.path == clip.path or run_gone and other.run == clip.run
+
+        before = len(self.units)
+        self.units = [unit for unit in self.units if not (dropped(unit.a) or dropped(unit.b))]
+        log.warning("%s is gone: %d pair(s) of clips no longer offered, %d left",
+                    clip.run if run_gone else clip.path, before - len(self.units), len(self.units))
 
 
 def find_clips(sweep: Path, on_conflict: str = "error") -> Catalog:
@@ -62,7 +78,7 @@ def find_clips(sweep: Path, on_conflict: str = "error") -> Catalog:
         study = build_study(collect([root], skip=root / "analysis"), on_conflict=on_conflict)
     except AnalysisError as error:
         raise StudyError(str(error)) from error
-    clips = {study.label(group): [clip for run in group.runs
+    clips = {study.label(group): [clip for run in group.completed
                                   for clip in run_clips(run, root, study.label(group))]
              for group in study.groups}
     with_clips = [label for label, found in clips.items() if found]

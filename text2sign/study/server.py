@@ -6,6 +6,7 @@ group stays hidden; the file is one of the sweep's sample GIFs found at start-up
 
 from __future__ import annotations
 
+from collections import Counter
 from importlib.resources import files
 from typing import Any
 
@@ -13,7 +14,7 @@ from flask import Flask, Response, jsonify, request, send_file
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound, RequestEntityTooLarge
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from text2sign.study.clips import Catalog
+from text2sign.study.clips import Catalog, Clip
 from text2sign.study.schedule import next_pair
 from text2sign.study.store import CHOICES, Pair, Store
 
@@ -32,8 +33,20 @@ def create_app(catalog: Catalog, store: Store) -> Flask:
         return {"pair_id": pair.id, "prompt": pair.left.prompt,
                 "left": f"/clip/{pair.id}/left.gif", "right": f"/clip/{pair.id}/right.gif"}
 
+    def choose(loads: Counter[frozenset[str]]) -> tuple[Clip, Clip]:
+        """The next pair whose two files are there; one that has gone is dropped."""
+        while catalog.units:
+            chosen = next_pair(catalog.units, loads)
+            gone = [clip for clip in chosen if catalog.gone(clip)]
+            if not gone:
+                return chosen
+            for clip in gone:
+                catalog.drop(clip)
+        raise NotFound("no pair of clips is left to compare: their files were removed from "
+                       f"{catalog.root} while the study ran")
+
     def new_pair() -> Response:
-        return jsonify(shown(store.show(lambda loads: next_pair(catalog.units, loads))))
+        return jsonify(shown(store.show(choose)))
 
     @app.get("/")
     def index() -> Response:
@@ -56,10 +69,13 @@ def create_app(catalog: Catalog, store: Store) -> Flask:
     @app.get("/clip/<pair_id>/<side>.gif")
     def clip(pair_id: str, side: str) -> Response:
         shown_pair = store.pair(pair_id) if side in ("left", "right") else None
-        path = getattr(shown_pair, side).path if shown_pair else None
-        if path not in servable:
+        clip = getattr(shown_pair, side) if shown_pair else None
+        if clip is None or clip.path not in servable:
             raise NotFound("no such clip")
-        return send_file(catalog.root / path, mimetype="image/gif")
+        if catalog.gone(clip):
+            catalog.drop(clip)
+            raise NotFound("this clip was removed from the sweep: get another pair")
+        return send_file(catalog.root / clip.path, mimetype="image/gif")
 
     @app.errorhandler(HTTPException)
     def refused(error: HTTPException) -> tuple[Response, int]:
