@@ -58,10 +58,23 @@ def sweep_args(sweep_dir: Path, *overrides: str, timeout_min: int = 5) -> list[s
             f"hydra.sweep.dir={sweep_dir}"]
 
 
-def launch(cluster: SlurmCluster, args: list[str]) -> subprocess.Popen:
-    """`python train.py ARGS` on the cluster's login node (here): it submits and waits."""
-    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=cluster.env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+@pytest.fixture
+def launch(cluster):
+    """Start `python train.py ARGS` on the cluster's login node (here): it submits the jobs
+    and waits for them. A launcher a failed test leaves is stopped."""
+    launchers = []
+
+    def start(args: list[str]) -> subprocess.Popen:
+        launchers.append(subprocess.Popen([sys.executable, *args], cwd=ROOT, env=cluster.env(),
+                                          text=True, stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT))
+        return launchers[-1]
+
+    yield start
+    for launcher in launchers:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.communicate()
 
 
 def finish(launcher: subprocess.Popen, timeout_s: float = 600) -> tuple[int, str]:
@@ -89,9 +102,9 @@ def records(sweep_dir: Path) -> dict[str, dict]:
     return {p.parent.name: json.loads(p.read_text()) for p in sweep_dir.glob("*/results.json")}
 
 
-def test_a_sweep_runs_through_the_scheduler_and_records_its_jobs(cluster, tmp_path):
+def test_a_sweep_runs_through_the_scheduler_and_records_its_jobs(cluster, launch, tmp_path):
     args = sweep_args(tmp_path, *TINY, "ema=true,false")
-    code, output = finish(launch(cluster, args))
+    code, output = finish(launch(args))
     assert code == 0, output[-3000:]
     assert f"sweep {tmp_path}: 2 completed, 0 failed, 0 skipped" in output
     assert "sacct" not in output  # submitit follows the jobs through accounting, silently
@@ -110,8 +123,8 @@ def test_a_sweep_runs_through_the_scheduler_and_records_its_jobs(cluster, tmp_pa
 
 
 def test_a_job_requeued_mid_training_resumes_and_ends_with_the_uninterrupted_record(
-        cluster, tmp_path, uninterrupted):
-    launcher = launch(cluster, sweep_args(tmp_path, *LONGER))
+        cluster, launch, tmp_path, uninterrupted):
+    launcher = launch(sweep_args(tmp_path, *LONGER))
     run_dir, holder = hold_at_step(tmp_path, 3, launcher)
     cluster.run("scontrol", "requeue", holder["scheduler"]["job_id"])
     code, output = finish(launcher)
@@ -125,11 +138,11 @@ def test_a_job_requeued_mid_training_resumes_and_ends_with_the_uninterrupted_rec
 
 
 def test_a_job_at_its_time_limit_is_requeued_by_submitit_and_completes(
-        cluster, tmp_path, uninterrupted):
+        launch, tmp_path, uninterrupted):
     """SLURM warns the job (SIGUSR2) signal_delay_s before its limit, give or take 30 s;
     submitit then saves the job and requeues it, and the job resumes from its checkpoint."""
-    launcher = launch(cluster, sweep_args(tmp_path, *LONGER, "hydra.launcher.signal_delay_s=90",
-                                          timeout_min=3))
+    launcher = launch(sweep_args(tmp_path, *LONGER, "hydra.launcher.signal_delay_s=90",
+                                 timeout_min=3))
     run_dir, holder = hold_at_step(tmp_path, 3, launcher)  # until SLURM warns it
     code, output = finish(launcher)
     assert code == 0, output[-3000:]
@@ -143,9 +156,9 @@ def test_a_job_at_its_time_limit_is_requeued_by_submitit_and_completes(
 
 
 def test_a_cancelled_sweep_run_again_skips_its_finished_jobs_and_completes_the_rest(
-        cluster, tmp_path):
+        cluster, launch, tmp_path):
     args = sweep_args(tmp_path, *LONGER, "seed=0,1", "hydra.launcher.array_parallelism=1")
-    launcher = launch(cluster, args)
+    launcher = launch(args)
     run_dir, holder = hold_at_step(tmp_path, 3, launcher, job="*seed-1*")  # seed 0 is done
     cluster.run("scancel", holder["scheduler"]["job_id"].split("_")[0])  # the whole array
     code, output = finish(launcher)
@@ -156,7 +169,7 @@ def test_a_cancelled_sweep_run_again_skips_its_finished_jobs_and_completes_the_r
             if r["status"] == "completed"}
     assert len(done) == 1
 
-    code, output = finish(launch(cluster, args))
+    code, output = finish(launch(args))
     assert code == 0, output[-3000:]
     assert f"sweep {tmp_path}: 1 completed, 0 failed, 1 skipped" in output
     runs = records(tmp_path)
