@@ -14,6 +14,7 @@ import time
 import pytest
 
 from text2sign.launch.sweep_summary import job_outcome
+from text2sign.launch.sweep_summary import main as sweep_summary
 from text2sign.run.lock import LOCK, STALE_ENV, RunDirectoryInUse, held_by, hold_run_directory
 
 SINCE = "2026-11-25T21:14:19+00:00"
@@ -49,6 +50,17 @@ def test_a_live_heartbeat_of_another_host_keeps_its_lock(tmp_path):
     assert held_by(tmp_path).startswith(holder)
     kind, _, reason, done = job_outcome(tmp_path, sweep_started="")
     assert (kind, done) == ("skipped", False) and reason.startswith(f"in use by {holder}")
+
+
+def test_the_sweep_state_shows_a_job_running_on_another_host(tmp_path, capsys):
+    job = tmp_path / "ema-True"
+    (job / ".hydra").mkdir(parents=True)
+    lock_of_another_host(job, heartbeat_age_s=20)
+    assert sweep_summary([str(tmp_path)]) == 1  # not every job has completed
+    assert capsys.readouterr().out.splitlines() == [
+        f"sweep {tmp_path}: 1 jobs started: 0 completed, 1 running, 0 to resume, 0 failed",
+        f"  running   ema-True: in use by process 4242 on host node7 since {SINCE} (heartbeat 20 "
+        f"s ago; another host takes it over once the heartbeat has stopped for {STALE_ENV}=300 s)"]
 
 
 def test_a_stale_heartbeat_of_another_host_is_taken_over_and_said_so(tmp_path, caplog):
