@@ -11,17 +11,15 @@ and the job goes on to handle it.
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from conftest import ROOT, TINY
 from slurm_cluster import PARTITION, SlurmCluster, missing
+from sweeps import finish, hold_at_step, launchers, records, run_alone
 from test_golden import GOLDEN, figures
 from test_kill_anywhere import LONGER, assert_same_run
 
@@ -41,65 +39,20 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-    """The LONGER run, never stopped, in a process of its own on one CPU, as a job runs (the
-    number of threads changes how sums round and what the video encoder writes)."""
-    run_dir = tmp_path_factory.mktemp("uninterrupted")
-    one_cpu = min(os.sched_getaffinity(0))
-    done = subprocess.run([sys.executable, str(ROOT / "train.py"), *LONGER, f"hydra.run.dir={run_dir}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          preexec_fn=lambda: os.sched_setaffinity(0, {one_cpu}))
-    assert done.returncode == 0, done.stderr[-3000:]
-    return run_dir
+    """The LONGER run, never stopped, on one CPU as a job."""
+    return run_alone(tmp_path_factory.mktemp("uninterrupted"), LONGER, one_cpu=True)
+
+
+@pytest.fixture
+def launch(cluster):
+    with launchers(cluster.env()) as start:
+        yield start
 
 
 def sweep_args(sweep_dir: Path, *overrides: str, timeout_min: int = 5) -> list[str]:
     return [str(ROOT / "train.py"), "-m", "hydra/launcher=slurm", *RESOURCES,
             f"hydra.launcher.timeout_min={timeout_min}", *overrides,
             f"hydra.sweep.dir={sweep_dir}"]
-
-
-@pytest.fixture
-def launch(cluster):
-    """Start `python train.py ARGS` on the cluster's login node (here): it submits the jobs
-    and waits for them. A launcher a failed test leaves is stopped."""
-    launchers = []
-
-    def start(args: list[str]) -> subprocess.Popen:
-        launchers.append(subprocess.Popen([sys.executable, *args], cwd=ROOT, env=cluster.env(),
-                                          text=True, stdout=subprocess.PIPE,
-                                          stderr=subprocess.STDOUT))
-        return launchers[-1]
-
-    yield start
-    for launcher in launchers:
-        if launcher.poll() is None:
-            launcher.kill()
-            launcher.communicate()
-
-
-def finish(launcher: subprocess.Popen, timeout_s: float = 600) -> tuple[int, str]:
-    output, _ = launcher.communicate(timeout=timeout_s)
-    return launcher.returncode, output
-
-
-def hold_at_step(sweep_dir: Path, step: int, launcher: subprocess.Popen,
-                 job: str = "*") -> tuple[Path, dict]:
-    """Wait for a job of the sweep (its directory matching `job`) to log `step`, then stop its
-    process there; its run directory and the lock's record of it (pid, scheduler job)."""
-    deadline = time.monotonic() + 300
-    while True:
-        for log in sweep_dir.glob(f"{job}/training_metrics.csv"):
-            if len(log.read_text().splitlines()) - 1 >= step:
-                holder = json.loads((log.parent / ".lock").read_text())
-                os.kill(holder["pid"], signal.SIGSTOP)
-                return log.parent, holder
-        assert launcher.poll() is None, launcher.communicate()[0][-3000:]
-        assert time.monotonic() < deadline, f"no job of {sweep_dir} reached step {step}"
-        time.sleep(0.01)
-
-
-def records(sweep_dir: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in sweep_dir.glob("*/results.json")}
 
 
 def test_a_sweep_runs_through_the_scheduler_and_records_its_jobs(cluster, launch, tmp_path):
@@ -168,6 +121,10 @@ def test_a_cancelled_sweep_run_again_skips_its_finished_jobs_and_completes_the_r
     done = {name: r["provenance"]["finished_at"] for name, r in records(tmp_path).items()
             if r["status"] == "completed"}
     assert len(done) == 1
+    state = subprocess.run([sys.executable, "-m", "text2sign.launch.sweep_summary", str(tmp_path)],
+                           capture_output=True, text=True, timeout=120)
+    assert state.returncode == 1
+    assert "2 jobs started: 1 completed, 0 running, 1 to resume, 0 failed" in state.stdout
 
     code, output = finish(launch(args))
     assert code == 0, output[-3000:]

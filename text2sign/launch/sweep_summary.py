@@ -38,6 +38,9 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         outcomes = [job_outcome(run_dir, self.started) for run_dir in job_dirs(sweep_dir)]
+        if not outcomes:  # e.g. jobs that wrote elsewhere, in their own working directory
+            log.error("sweep %s: no job directory in it: its jobs did not start here", sweep_dir)
+            raise SystemExit(1)
         lines = [f"sweep {sweep_dir}: " + ", ".join(
             f"{sum(o[0] == kind for o in outcomes)} {kind}"
             for kind in ("completed", "failed", "skipped"))]
