@@ -193,7 +193,9 @@ class Provenance:
     started_at: str = doc("when this attempt started (ISO 8601, UTC)")
     finished_at: str | None = doc("when it ended; null while running")
     command: str = doc("the command line the user ran (under SLURM or Ray as well)")
-    scheduler: Scheduler | None = doc("the scheduler that ran this attempt; null when none did")
+    scheduler: Scheduler | None = doc("the scheduler that ran this attempt: `name` (slurm, ray), "
+                                      "`job_id`, `node`, `restarts` (SLURM requeues); null "
+                                      "when none did")
     overrides: list[str] = doc("the command's overrides, as Hydra records them")
     wall_s: float | None = doc("the attempts' wall time summed; null unless each is known")
     attempt: int = doc("the number of the attempt that wrote this record")
