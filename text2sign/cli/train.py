@@ -10,7 +10,7 @@ import hydra
 from text2sign.config import CONF, register_configs
 from text2sign.factors import HydraRuntime
 from text2sign.launch.ddp import is_ddp_worker, run_worker
-from text2sign.launch.scheduler import pass_command_to_jobs
+from text2sign.launch.scheduler import command_for_jobs
 from text2sign.run.job import attempt
 from text2sign.run.job import main as run_job
 
@@ -26,8 +26,8 @@ def main() -> None:
         run_worker(attempt)
     else:
         register_configs()  # conf/'s schema, before Hydra composes
-        pass_command_to_jobs()
-        train_job()
+        with command_for_jobs():
+            train_job()
 
 
 if __name__ == "__main__":

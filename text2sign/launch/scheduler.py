@@ -12,14 +12,25 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 COMMAND = "TEXT2SIGN_COMMAND"
 
 
-def pass_command_to_jobs() -> None:
-    """Called by the entry point: this process's command line becomes its jobs'."""
+@contextmanager
+def command_for_jobs() -> Iterator[None]:
+    """While the entry point runs the block, this process's command line is its jobs'."""
+    before = os.environ.get(COMMAND)
     os.environ[COMMAND] = shlex.join(sys.argv)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[COMMAND]
+        else:
+            os.environ[COMMAND] = before
 
 
 def command() -> str:
