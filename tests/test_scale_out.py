@@ -11,10 +11,12 @@ import torch
 from conftest import TINY, compose_hydra
 from entry_points import train
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from text2sign.config import job_dirname
 from text2sign.data.sampler import ResumableBatchSampler
 from text2sign.launch.gpu_pool import claim_gpu
+from text2sign.launch.sweep_summary import SweepSummary
 from text2sign.run.checkpointing import AtomicCheckpointIO
 
 
@@ -80,6 +82,19 @@ def test_the_launcher_configs_compose():
     assert hasattr(SlurmLauncher, "checkpoint")  # what submitit calls to requeue a job
 
 
+def test_the_ray_launcher_config_composes_and_without_the_extra_says_what_to_install(
+        monkeypatch):
+    ray = compose_hydra(["hydra/launcher=ray_cluster"]).hydra.launcher
+    assert ray._target_ == "hydra_plugins.text2sign_ray_cluster.RayClusterLauncher"
+    assert OmegaConf.is_missing(ray.ray.init, "address")  # a running cluster's: no default
+    assert ray.ray.init.object_store_memory is None  # ray.init refuses one for a running cluster
+    monkeypatch.setitem(sys.modules, "hydra_plugins.hydra_ray_launcher.ray_launcher", None)
+    from hydra_plugins.text2sign_ray_cluster import RayClusterLauncher
+    with pytest.raises(ImportError, match=r'hydra/launcher=ray_cluster needs hydra-ray-launcher '
+                                          r'.*: pip install -e "\.\[ray\]"'):
+        RayClusterLauncher(ray=ray.ray)
+
+
 def test_ddp_on_two_cpu_processes_writes_each_file_once(tmp_path, capfd, monkeypatch):
     """A 2-job sweep of 2-process runs; the job with a huge learning rate hits a NaN loss.
     Rank 0 is this process (Lightning starts rank 1 by running train.py again)."""
@@ -119,3 +134,11 @@ def test_the_parallel_launcher_runs_jobs_side_by_side(tmp_path, capfd):
     first, second = (r["provenance"] for r in runs)
     assert first["started_at"] <= second["finished_at"] and second["started_at"] <= first["finished_at"]
     assert first["hostname"] == second["hostname"]
+
+
+def test_a_sweep_whose_jobs_left_no_directory_in_it_fails(tmp_path, caplog):
+    """As jobs that ran in another working directory with a relative hydra.sweep.dir."""
+    with pytest.raises(SystemExit) as exited:
+        SweepSummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+    assert exited.value.code == 1
+    assert f"sweep {tmp_path}: no job directory in it" in caplog.text

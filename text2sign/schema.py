@@ -174,6 +174,18 @@ class Attempt:
 
 
 @dataclass
+class Scheduler:
+    """The cluster scheduler that ran the attempt (text2sign/launch/scheduler.py)."""
+
+    READ_EXTRA: ClassVar[Any] = Any
+    name: str = doc("`slurm` or `ray`")
+    job_id: str = doc("SLURM: the job id (ARRAYJOB_TASK in an array job); Ray: the task id")
+    node: str | None = doc("SLURM: the node's name; Ray: the node id")
+    restarts: int | None = doc("SLURM: times the job was requeued before this attempt "
+                               "(SLURM_RESTART_COUNT); Ray: null")
+
+
+@dataclass
 class Provenance:
     READ_EXTRA: ClassVar[Any] = Any
     git_commit: str | None = doc("the commit of the code; null outside a git checkout")
@@ -184,7 +196,10 @@ class Provenance:
     hostname: str = doc("the machine")
     started_at: str = doc("when this attempt started (ISO 8601, UTC)")
     finished_at: str | None = doc("when it ended; null while running")
-    command: str = doc("the command line")
+    command: str = doc("the command line the user ran (under SLURM or Ray as well)")
+    scheduler: Scheduler | None = doc("the scheduler that ran this attempt: `name` (slurm, ray), "
+                                      "`job_id`, `node`, `restarts` (SLURM requeues); null "
+                                      "when none did")
     overrides: list[str] = doc("the command's overrides, as Hydra records them")
     wall_s: float | None = doc("the attempts' wall time summed; null unless each is known")
     attempt: int = doc("the number of the attempt that wrote this record")

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from text2sign.config import CONF, register_configs
 from text2sign.factors import HydraRuntime
 from text2sign.launch.ddp import is_ddp_worker, run_worker
+from text2sign.launch.scheduler import command_for_jobs
 from text2sign.run.job import attempt
 from text2sign.run.job import main as run_job
 
@@ -31,7 +32,8 @@ def main() -> None:
     if {"--cfg", "-c"} & {arg.split("=")[0] for arg in sys.argv[1:]}:
         print(preset_sweeps(sys.argv[1:]), end="")
     try:
-        train_job()
+        with command_for_jobs():
+            train_job()
     except ValueError as err:  # Hydra's refusal of the command line (e.g. -m with --cfg)
         hint = "; --cfg prints the config of one job: drop -m" if "--cfg" in str(err) else ""
         sys.exit(f"train.py: error: {err}{hint}")

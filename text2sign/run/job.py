@@ -49,6 +49,8 @@ KNOWN_WARNINGS = (
     r".*isinstance\(treespec, LeafSpec\).*",
     # The batch sampler resumes mid-epoch from the global step (data/sampler.py), not Lightning.
     r".*your dataloader is not resumable.*",
+    # A SLURM login node: a run there is local on purpose; hydra/launcher=slurm's jobs run in srun.
+    r".*The `srun` command is available on your system but is not used.*",
 )
 
 

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import math
 import platform
-import shlex
 import subprocess
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
@@ -27,6 +25,7 @@ from torch import nn
 from text2sign import schema
 from text2sign.factors import HydraRuntime, run_factors
 from text2sign.files import atomic_write_json
+from text2sign.launch.scheduler import command, scheduler
 from text2sign.run.faults import kill_point
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -85,7 +84,8 @@ def provenance(runtime: HydraRuntime) -> dict[str, Any]:
         "hostname": platform.node(),
         "started_at": now_iso(),
         "finished_at": None,
-        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "command": command(),
+        "scheduler": scheduler(),
         "overrides": list(runtime.overrides),
     }
 
