@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from text2sign.launch.scheduler import scheduler
+from text2sign.rundir.scheduler import scheduler
 
 log = logging.getLogger(__name__)
 
