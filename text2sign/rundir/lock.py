@@ -86,7 +86,7 @@ def held_by(run_dir: str | Path) -> str | None:
     """Who holds `run_dir` now ("process PID on host HOST since ..."), or None."""
     try:
         fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no lock, or no directory to hold one
         return None
     try:
         try:
