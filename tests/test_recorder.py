@@ -112,12 +112,17 @@ def test_the_readme_loop_runs_and_analyze_compares_its_runs(tmp_path, monkeypatc
     capsys.readouterr()
 
 
+def train_py_baseline(sweep, seed: int) -> None:
+    """The run train.py's `ablation=baseline seed=SEED` writes, in `sweep`."""
+    run_dir = sweep / f"ablation-baseline+seed-{seed}"
+    write_run(run_dir, results({**factors("frozen", True, seed), "ablation": "baseline"},
+                               100.0 + seed, 60.0, seed),
+              resolved=config("frozen", True, seed, run_dir))
+
+
 def test_runs_of_train_py_and_of_your_loop_are_analysed_together(tmp_path):
     for seed in (0, 1):
-        run_dir = tmp_path / "sweep" / f"ablation-baseline+seed-{seed}"
-        write_run(run_dir, results({**factors("frozen", True, seed), "ablation": "baseline"},
-                                   100.0 + seed, 60.0, seed),
-                  resolved=config("frozen", True, seed, run_dir))
+        train_py_baseline(tmp_path / "sweep", seed)
         with AblationRunner("mine", tmp_path / "own", seed=seed) as runner:
             runner.log_training_step(0, 1, 0.5 + seed, 1e-3, 0.1)
             runner.log_evaluation(fvd=90.0 + seed)
@@ -296,10 +301,7 @@ def test_runs_of_one_ablation_name_from_train_py_and_your_loop_are_told_apart(tm
     """Once: AblationRunner("baseline") and train.py ablation=baseline were two groups both
     labelled ablation=baseline, the runner's settings shown as `default`."""
     for seed in (0, 1):
-        run_dir = tmp_path / "sweep" / f"ablation-baseline+seed-{seed}"
-        write_run(run_dir, results({**factors("frozen", True, seed), "ablation": "baseline"},
-                                   100.0 + seed, 60.0, seed),
-                  resolved=config("frozen", True, seed, run_dir))
+        train_py_baseline(tmp_path / "sweep", seed)
         with AblationRunner("baseline", tmp_path / "own", seed=seed) as runner:
             runner.log_evaluation(fvd=90.0 + seed)
     for by_config in (True, False):
