@@ -47,7 +47,7 @@ def markdown_table(study: Study) -> str:
             cells += [f"**{cell}**" if i in bold and cell else cell, num(summary.mde, 3)]
         rows.append(cells)
     caption = md_text(_caption(study)) + (" MDE: the difference from the baseline that its test "
-                                          "would find with 80% power at α = 0.05 (see README).")
+                                          "would find with 80% power at α = 0.05 (see docs/analysis.md).")
     return "\n".join(md_table([*map(md_text, header)], rows, escape=False)) + f"\n\n*{caption}*\n"
 
 
