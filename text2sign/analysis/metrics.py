@@ -22,7 +22,8 @@ NO_GPU = "no GPU memory recorded (memory is only measured on a CUDA device)"
 # what a run costs, not how well it does: not drawn against numeric factors
 COSTS = ("train_time_h", "peak_memory_gb", "avg_memory_gb", "clips_per_s", "peak_rss_gb",
          "gflop_per_step", "num_parameters_millions", "trainable_parameters_millions",
-         "denoiser_parameters_millions", "inference_time_ms", "inference_memory_gb")
+         "denoiser_parameters_millions", "inference_time_ms", "inference_memory_gb",
+         "eval_time_s")
 
 
 @dataclass(frozen=True)
