@@ -242,6 +242,7 @@ def test_cli_writes_every_output(analysed):
     markdown = (out / "report.md").read_text()
     assert "![training loss curves](training_loss.png)" in markdown
     assert "| ema | text_encoder | n |" in markdown
+    assert "### fvd (lower is better)\n\n| group | n | mean ± 95% CI |" in markdown  # per metric
     tex = (out / "comparison_table.tex").read_text()
     assert r"\toprule" in tex and r"$\mathbf{93 \pm" in tex  # best fvd: (finetuned, true)
     sheet = Image.open(out / "samples_01_hello.png")

@@ -65,7 +65,7 @@ def markdown_report(study: Study, results_dirs: list[str], figures: Figures,
     if study.groups:
         lines += ["", "## Findings against the baseline", "",
                   *md_table(findings_header(study), findings(study)),
-                  "", "## Comparison table", "", comparison]
+                  "", "## Comparison table", "", comparison, *_per_metric(study)]
     if human is not None:
         lines += [*report_lines(human, markdown=True), ""]
     lines += ["## Plots", ""]
@@ -84,6 +84,16 @@ def markdown_report(study: Study, results_dirs: list[str], figures: Figures,
         if entries:
             lines += ["", f"## {title}", "", *(f"- {md_text(entry)}" for entry in entries)]
     return "\n".join(lines) + "\n"
+
+
+def _per_metric(study: Study) -> list[str]:
+    """Every metric's statistics: the comparison table shows only the headline ones."""
+    lines = ["## Per metric", ""]
+    for metric in study.metrics:
+        if study.has_numbers(metric):
+            lines += [f"### {md_text(_title(metric))}", "", *md_table(*metric_rows(study, metric)),
+                      ""]
+    return lines
 
 
 def _image(title: str, path: Path) -> str:
