@@ -24,6 +24,12 @@ COSTS = ("train_time_h", "peak_memory_gb", "avg_memory_gb", "clips_per_s", "peak
          "gflop_per_step", "num_parameters_millions", "trainable_parameters_millions",
          "denoiser_parameters_millions", "inference_time_ms", "inference_memory_gb",
          "eval_time_s")
+# the memory a run took: GPU memory where a GPU measured it, else the process's (a CPU run's)
+MEMORY = ("peak_memory_gb", "peak_rss_gb")
+# the costs a headline table shows, each the first of its names that some run measured;
+# trainable parameters: what an arm trains (a frozen text encoder counts in every arm's total)
+HEADLINE_COSTS = (("train_time_h",), MEMORY,
+                  ("trainable_parameters_millions", "num_parameters_millions"))
 
 
 @dataclass(frozen=True)

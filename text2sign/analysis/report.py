@@ -18,7 +18,7 @@ from text2sign.analysis.formatting import (
 )
 from text2sign.analysis.identity import version_text
 from text2sign.analysis.levels import level
-from text2sign.analysis.metrics import Metric
+from text2sign.analysis.metrics import MEMORY, Metric
 from text2sign.analysis.preference import Preferences, report_lines
 from text2sign.analysis.stats import ALPHA, POWER, delta_pct, significant
 from text2sign.analysis.study import Study
@@ -168,7 +168,7 @@ def findings(study: Study) -> list[list[str]]:
 
 def _memory(study: Study) -> Metric | None:
     """GPU memory where it was measured, else the process's peak memory (a CPU run's)."""
-    for name in ("peak_memory_gb", "peak_rss_gb"):
+    for name in MEMORY:
         metric = study.metric(name)
         if metric and study.has_numbers(metric):
             return metric
