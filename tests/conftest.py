@@ -12,7 +12,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
 from text2sign.config import register_configs
-from text2sign.factors import HydraRuntime
+from text2sign.rundir.factors import HydraRuntime
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"

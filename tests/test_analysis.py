@@ -43,8 +43,8 @@ from text2sign.analysis.samples import sample_sheets
 from text2sign.analysis.stats import holm, t_test
 from text2sign.analysis.study import Study, build_study
 from text2sign.analysis.tables import STATISTICS, csv_table
-from text2sign.factors import saved_factors
-from text2sign.fonts import caption_font
+from text2sign.data.fonts import caption_font
+from text2sign.rundir.factors import saved_factors
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = ["comparison_table.csv", "comparison_table.md", "comparison_table.tex",

@@ -23,8 +23,8 @@ from text2sign.analysis.report import findings, metric_rows
 from text2sign.analysis.stats import ALPHA, mde, significant, t_test, welch_mde
 from text2sign.analysis.study import build_study
 from text2sign.cli import analyze as cli
-from text2sign.run.identity import run_config
-from text2sign.schema import read_error
+from text2sign.rundir.identity import run_config
+from text2sign.rundir.schema import read_error
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from text2sign import check
-from text2sign.run.step_logs import TRAINING_COLUMNS
+from text2sign.rundir.step_logs import TRAINING_COLUMNS
 
 
 def test_every_option_of_every_group_is_composed():

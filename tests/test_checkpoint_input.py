@@ -18,7 +18,8 @@ from text2sign.cli.generate import load_module
 from text2sign.run.checkpointing import CheckpointError, read_checkpoint
 from text2sign.run.job import build_module, run
 from text2sign.run.preflight import Preflight, PreflightFailed
-from text2sign.run.record import plain
+from text2sign.rundir.identity import run_config
+from text2sign.rundir.record import plain
 
 
 def not_checkpoints(folder) -> dict[str, tuple]:
@@ -184,3 +185,18 @@ def test_generates_values_stop_it_in_one_line_before_its_directory(tmp_path, mon
         assert said.startswith(message), said
         assert "Traceback" not in "".join(capfd.readouterr())
     assert not (tmp_path / "outputs").exists()
+
+
+def test_a_checkpoint_written_before_evaluation_moved_still_loads_and_is_the_same_run(tmp_path):
+    """Issue 26 moved Evaluation and Samples out of callbacks/: a checkpoint's stored config
+    names the old classes; read, it names the new ones, and it is the same run as before."""
+    path = a_checkpoint(tmp_path / "old.ckpt", TINY)
+    checkpoint = torch.load(path, weights_only=True)
+    config = checkpoint["text2sign_config"]
+    config["eval"]["_target_"] = "text2sign.callbacks.evaluation.Evaluation"
+    config["callbacks"]["samples"]["_target_"] = "text2sign.callbacks.samples.Samples"
+    torch.save(checkpoint, path)
+    stored = read_checkpoint(path)["text2sign_config"]
+    assert stored["eval"]["_target_"] == "text2sign.evaluation.held_out.Evaluation"
+    assert stored["callbacks"]["samples"]["_target_"] == "text2sign.evaluation.samples.Samples"
+    assert run_config(config) == run_config(stored) != run_config({**config, "seed": -1})

@@ -14,16 +14,16 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from text2sign.data.clips import DataError
-from text2sign.factors import ablation_keys, run_factors
-from text2sign.run.identity import flatten
-from text2sign.run.lock import hold_run_directory
 from text2sign.run.preflight import (
     ConfigError,
     Preflight,
     PreflightFailed,
     check_config,
 )
-from text2sign.run.record import plain
+from text2sign.rundir.factors import ablation_keys, run_factors
+from text2sign.rundir.identity import flatten
+from text2sign.rundir.lock import hold_run_directory
+from text2sign.rundir.record import plain
 
 
 def group_options(group: str) -> list[str]:

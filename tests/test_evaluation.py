@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,9 +13,10 @@ from data_fixtures import write_gif_folder
 from omegaconf import OmegaConf
 from pytorch_lightning.strategies import SingleDeviceStrategy, Strategy
 
-from text2sign.callbacks.evaluation import Evaluation
+from text2sign.callbacks.ema import EMA, reported_weights
 from text2sign.cli.generate import generate, load_module
 from text2sign.data.synthetic import SyntheticSignDataset
+from text2sign.evaluation.held_out import Evaluation
 from text2sign.metrics.suite import video_metrics
 from text2sign.module import TextToSignModule
 from text2sign.run.checkpointing import CheckpointError
@@ -221,3 +223,22 @@ def test_evaluation_settings_are_validated():
 def test_retrieval_timesteps_outside_the_schedule_fail_before_training(tiny_config):
     with pytest.raises(ValueError, match="eval.retrieval.timesteps"):
         run(tiny_config("eval.retrieval.timesteps=[1000]"))
+
+
+def test_the_weights_evaluated_are_the_records_and_an_ema_left_off_is_named():
+    """Which weights a run reports is decided once, in its record (eval.weights from `ema`);
+    samples and evaluation use what it says: raw weights stay even with the EMA on, and EMA
+    weights with the EMA callback switched off is an error that names the key."""
+    module = torch.nn.Linear(2, 2)
+    on, off = EMA(enabled=True), EMA(enabled=False)
+    on.track(dict(module.named_parameters()))
+    with torch.no_grad():
+        module.weight.add_(1.0)  # the raw weights move away from the average
+    raw = module.weight.clone()
+    with reported_weights(SimpleNamespace(callbacks=[on]), module, "raw"):
+        assert torch.equal(module.weight, raw)
+    with reported_weights(SimpleNamespace(callbacks=[on]), module, "ema"):
+        assert torch.allclose(module.weight, raw - 1.0)
+    assert torch.equal(module.weight, raw)
+    with pytest.raises(ValueError, match="callbacks.ema.enabled=false"):
+        reported_weights(SimpleNamespace(callbacks=[off]), module, "ema")

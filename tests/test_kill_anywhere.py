@@ -26,7 +26,7 @@ TIMINGS = {"train": {"time_s", "clips_per_s", "peak_rss_gb"},
            "provenance": {"started_at", "finished_at", "wall_s", "attempt", "attempts",
                           "command", "scheduler"}}
 
-# TEXT2SIGN_KILL_AT (text2sign/run/faults.py): the process SIGKILLs itself there; the restarted
+# TEXT2SIGN_KILL_AT (text2sign/rundir/faults.py): the process SIGKILLs itself there; the restarted
 # run resumes from the checkpoint named (docs/resuming.md)
 PHASES = {
     "training": ("step@7", "last.ckpt (step 6)"),

@@ -19,9 +19,9 @@ from entry_points import train
 from omegaconf import OmegaConf
 from PIL import Image
 
-from text2sign.callbacks.evaluation import Evaluation
-from text2sign.callbacks.samples import NAME_BYTES, check_prompts, write_samples
 from text2sign.cli.generate import generate
+from text2sign.evaluation.held_out import Evaluation
+from text2sign.evaluation.samples import NAME_BYTES, check_prompts, write_samples
 from text2sign.module import TextToSignModule
 from text2sign.run.job import run
 

@@ -18,7 +18,7 @@ from text2sign.models import unet3d
 from text2sign.module import to_model_range
 from text2sign.perf import FastPath
 from text2sign.run.job import build_module
-from text2sign.run.record import plain as plain_data
+from text2sign.rundir.record import plain as plain_data
 
 PLAIN = [f"perf.{key}={value}" for key, value in dataclasses.asdict(FastPath()).items()]
 # every switch on; aot_eager runs dynamo and AOT autograd (the checkpointing graph) without

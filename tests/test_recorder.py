@@ -17,9 +17,9 @@ from text2sign.analysis.collect import collect
 from text2sign.analysis.study import build_study
 from text2sign.cli.analyze import main as analyze
 from text2sign.recorder import NOT_GIVEN
-from text2sign.run.lock import RunDirectoryInUse
-from text2sign.run.step_logs import GB, TRAINING_COLUMNS
-from text2sign.schema import problems
+from text2sign.rundir.lock import RunDirectoryInUse
+from text2sign.rundir.schema import problems
+from text2sign.rundir.step_logs import GB, TRAINING_COLUMNS
 
 LEARNING_RATES = {"baseline": 0.05, "no_ema": 0.2}  # two configs of the user's own
 

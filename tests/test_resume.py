@@ -25,9 +25,9 @@ from text2sign.module import TextToSignModule
 from text2sign.run.attempts import plan_attempt
 from text2sign.run.checkpointing import AtomicCheckpointIO
 from text2sign.run.job import run
-from text2sign.run.lock import RunDirectoryInUse
-from text2sign.run.record import plain
-from text2sign.schema import problems
+from text2sign.rundir.lock import RunDirectoryInUse
+from text2sign.rundir.record import plain
+from text2sign.rundir.schema import problems
 
 
 def summary(result) -> list[str]:
@@ -135,7 +135,7 @@ def hold(run_dir) -> subprocess.Popen:
     """Another process that holds `run_dir`, as a run training there would."""
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\n"
-         "from text2sign.run.lock import hold_run_directory\n"
+         "from text2sign.rundir.lock import hold_run_directory\n"
          "with hold_run_directory(sys.argv[1]):\n"
          "    print('held', flush=True)\n"
          "    time.sleep(120)\n", str(run_dir)], stdout=subprocess.PIPE, text=True)

@@ -15,7 +15,7 @@ import pytest
 
 from text2sign.launch.sweep_summary import job_outcome
 from text2sign.launch.sweep_summary import main as sweep_summary
-from text2sign.run.lock import LOCK, STALE_ENV, RunDirectoryInUse, held_by, hold_run_directory
+from text2sign.rundir.lock import LOCK, STALE_ENV, RunDirectoryInUse, held_by, hold_run_directory
 
 SINCE = "2026-11-25T21:14:19+00:00"
 
@@ -111,7 +111,7 @@ def test_the_same_slurm_job_requeued_takes_its_lock_over_at_once(tmp_path, monke
 
 def test_the_lock_needs_only_the_standard_library():
     """AblationRunner takes it without Lightning, torch or Hydra (README: Layout)."""
-    check = ("import sys\nbefore = set(sys.modules)\nimport text2sign.run.lock\n"
+    check = ("import sys\nbefore = set(sys.modules)\nimport text2sign.rundir.lock\n"
              "print(sorted({m.split('.')[0] for m in set(sys.modules) - before}"
              " - set(sys.stdlib_module_names)))")
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,

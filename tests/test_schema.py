@@ -1,4 +1,5 @@
-"""results.json's schema (text2sign/schema.py): its JSON Schema, the strict writer, the README.
+"""results.json's schema (text2sign/rundir/schema.py): its JSON Schema, the strict writer,
+the table of docs/outputs.md.
 (Every record a run or a sweep writes is checked against it in test_train.py.)"""
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ import pytest
 from analysis_fixtures import factors, results
 from conftest import ROOT, TINY, compose_run
 
-from text2sign import schema
-from text2sign.run.record import RunRecord
+from text2sign.rundir import schema
+from text2sign.rundir.record import RunRecord
 
-BEGIN, END = "<!-- python -m text2sign.schema --markdown -->\n", "<!-- end of the schema -->"
+BEGIN, END = "<!-- python -m text2sign.rundir.schema --markdown -->\n", "<!-- end of the schema -->"
 
 
 @pytest.fixture
@@ -115,7 +116,7 @@ def test_the_docs_table_is_the_schema():
     table = page.split(BEGIN, 1)[1].split(END, 1)[0]
     assert table == schema.markdown(), (
         "docs/outputs.md's results.json table is out of date: replace it with the output of "
-        "`python -m text2sign.schema --markdown`")
+        "`python -m text2sign.rundir.schema --markdown`")
 
 
 def strict_json(path) -> dict:
@@ -147,7 +148,7 @@ def test_a_figure_that_is_no_number_is_recorded_as_null_with_what_it_was(tmp_pat
 
 
 def test_the_command_rejects_json_that_strict_readers_refuse(tmp_path, capsys, record):
-    """Once: `python -m text2sign.schema` said such a file followed the schema."""
+    """Once: `python -m text2sign.rundir.schema` said such a file followed the schema."""
     record["train"]["final_loss"] = float("nan")
     path = tmp_path / "results.json"
     path.write_text(json.dumps(record))  # the bare token NaN

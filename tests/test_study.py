@@ -24,12 +24,13 @@ from analysis_fixtures import config, factors, results, write_run
 from scipy import stats
 
 from text2sign.analysis.preference import bradley_terry, sign_test, wilson
+from text2sign.analysis.votes import read_votes
 from text2sign.cli import analyze as cli
 from text2sign.study.__main__ import main as study_main
 from text2sign.study.clips import StudyError, find_clips
 from text2sign.study.schedule import next_pair
 from text2sign.study.server import create_app, server
-from text2sign.study.store import Store, read_votes
+from text2sign.study.store import Store
 
 PROMPTS = ("hello", "thank you")
 GROUPS = [("frozen", True), ("frozen", False), ("finetuned", True)]

@@ -19,7 +19,7 @@ from tensorboard.backend.event_processing.event_multiplexer import EventMultiple
 from text2sign.cli.generate import generate
 from text2sign.run.job import run
 from text2sign.run.preflight import ConfigError
-from text2sign.schema import AT_END, problems
+from text2sign.rundir.schema import AT_END, problems
 
 
 def read_csv(path):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from text2sign import fonts
+from text2sign.data import fonts
 from text2sign.data.synthetic import SyntheticSignDataset
 from text2sign.data.video_io import caption_grid, read_clip, to_frames, write_gif, write_mp4
 

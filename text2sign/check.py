@@ -32,7 +32,6 @@ import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from text2sign import schema
 from text2sign.config import CONF, register_configs
 from text2sign.run.checkpointing import read_checkpoint
 from text2sign.run.preflight import (
@@ -43,7 +42,8 @@ from text2sign.run.preflight import (
     reason,
     sweep_jobs,
 )
-from text2sign.run.step_logs import (
+from text2sign.rundir import schema
+from text2sign.rundir.step_logs import (
     GPU_MEMORY,
     GPU_MEMORY_COLUMNS,
     TRAINING_COLUMNS,

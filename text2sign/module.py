@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from enum import Enum
 from typing import Any
 
@@ -266,6 +266,20 @@ class TextToSignModule(pl.LightningModule):
         return [{"name": "denoiser", "params": list(self.denoiser.parameters())},
                 *self.text_encoder.parameter_groups()]
 
+    def parameter_counts(self) -> dict[str, float]:
+        """results.json's `model`: parameters in millions."""
+        return {"num_parameters_millions": _millions(self.parameters()),
+                "trainable_parameters_millions": _millions(
+                    p for p in self.parameters() if p.requires_grad),
+                "denoiser_parameters_millions": _millions(self.denoiser.parameters())}
+
+    def parameter_group_sizes(self, default_lr: float | None) -> list[dict[str, Any]]:
+        """metadata.json's `parameter_groups`: each optimizer group's name, learning rate (before
+        the schedule; `default_lr`, the optimizer's, where the group sets none) and size."""
+        return [{"name": group["name"], "lr": group.get("lr", default_lr),
+                 "parameters": sum(p.numel() for p in group["params"])}
+                for group in self.parameter_groups()]
+
     def configure_optimizers(self) -> Any:
         groups = self.parameter_groups()
         params = [p for group in groups for p in group["params"]]
@@ -361,3 +375,7 @@ class TextToSignModule(pl.LightningModule):
         self.micro_batches = counters.get("micro_batches", 0)
         own = self.state_dict()
         checkpoint["state_dict"].update({k: own[k] for k in self._frozen_text_encoder_keys()})
+
+
+def _millions(parameters: Iterable[nn.Parameter]) -> float:
+    return round(sum(p.numel() for p in parameters) / 1e6, 4)

@@ -11,7 +11,7 @@
     # training_metrics.csv/.json, tensorboard/ and, with CUDA, gpu_memory.csv
 
 The caller needs plain PyTorch only. The record is written by the code train.py uses
-(text2sign/run/record.py, through the results.json schema; text2sign/files.py), so analyze.py
+(text2sign/rundir/record.py, through the results.json schema; text2sign/rundir/files.py), so analyze.py
 reads these runs like train.py's and mixes both: the factors are `ablation` (config_name),
 `scale` (experiment_scale), `seed` and the `factors` given.
 """
@@ -29,15 +29,15 @@ from typing import Any
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from text2sign import schema
-from text2sign.analysis.levels import parse_value
 from text2sign.config import job_dirname
-from text2sign.files import CsvLog, atomic_write_json
-from text2sign.json_schema import validate
-from text2sign.run.identity import RUN_LOCAL
-from text2sign.run.lock import hold_run_directory
-from text2sign.run.record import RunRecord, one_line
-from text2sign.run.step_logs import (
+from text2sign.rundir import schema
+from text2sign.rundir.factors import parse_value
+from text2sign.rundir.files import CsvLog, atomic_write_json
+from text2sign.rundir.identity import RUN_LOCAL
+from text2sign.rundir.json_schema import validate
+from text2sign.rundir.lock import hold_run_directory
+from text2sign.rundir.record import RunRecord, one_line
+from text2sign.rundir.step_logs import (
     GB,
     GPU_MEMORY,
     GPU_MEMORY_COLUMNS,

@@ -13,9 +13,9 @@ from typing import Any
 
 from text2sign.analysis import AnalysisError
 from text2sign.analysis.configs import read_config
-from text2sign.factors import saved_factors
-from text2sign.schema import STATUSES as RECORDED
-from text2sign.schema import UnreadableResults, nonfinite, read_results
+from text2sign.rundir.factors import saved_factors
+from text2sign.rundir.schema import STATUSES as RECORDED
+from text2sign.rundir.schema import UnreadableResults, nonfinite, read_results
 
 STATUSES = (*RECORDED, "unreadable")
 DIVERGED = "diverged"  # a figure of a run that diverged

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from text2sign.run.identity import run_config
+from text2sign.rundir.identity import run_config
 
 
 def read_config(run_dir: Path) -> dict[str, Any] | None:

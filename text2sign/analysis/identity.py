@@ -17,7 +17,7 @@ from typing import Any
 from text2sign.analysis import AnalysisError
 from text2sign.analysis.collect import Run
 from text2sign.analysis.levels import ABSENT, DEFAULT, Level, level
-from text2sign.run.identity import RUN_LOCAL
+from text2sign.rundir.identity import RUN_LOCAL
 
 ON_CONFLICT = ("error", "newest", "oldest")
 # Factors that say where and how to run: never a setting of a run.

@@ -10,9 +10,8 @@ import json
 import math
 from typing import Any
 
-import yaml
-
 from text2sign.analysis import AnalysisError
+from text2sign.rundir.factors import parse_value
 
 # (type rank, value to sort on within the rank, printed text); ranks keep True apart from 1.
 Level = tuple[int, Any, str]
@@ -36,20 +35,6 @@ def number_text(value: float) -> str:
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return str(int(value))
     return repr(value)
-
-
-def parse_value(text: str) -> Any:
-    """A command-line value as Hydra reads it; `1e-4` is a number (YAML 1.1 says string)."""
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
 
 
 def parse_assignments(items: list[str], option: str) -> dict[str, Level]:

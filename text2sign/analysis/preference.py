@@ -24,7 +24,7 @@ from text2sign.analysis import AnalysisError
 from text2sign.analysis.formatting import md_table, md_text, num, text_table
 from text2sign.analysis.stats import ALPHA, NAN, holm
 from text2sign.analysis.study import Study
-from text2sign.study.store import read_votes
+from text2sign.analysis.votes import read_votes
 
 Z95 = float(stats.norm.ppf(0.975))
 

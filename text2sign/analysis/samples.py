@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw, ImageSequence
 
 from text2sign.analysis.collect import Run
 from text2sign.analysis.study import Study
-from text2sign.fonts import caption_font
+from text2sign.data.fonts import caption_font
 
 MAX_FRAMES = 16
 MIN_HEIGHT = 64  # 16-pixel clips are scaled up (nearest neighbour) to stay legible
@@ -60,7 +60,7 @@ def _frames(gif: Path | None) -> list[Image.Image]:
 
 def _sheet(prompt: str, rows: list[tuple[str, list[Image.Image]]]) -> Image.Image:
     """The prompt on top, then a row per group: its label, then its frames; text is drawn in
-    a font that has its characters (text2sign/fonts.py)."""
+    a font that has its characters (text2sign/data/fonts.py)."""
     clips = [frames for _, frames in rows if frames]
     cell_w = max(f.width for frames in clips for f in frames)
     cell_h = max(f.height for frames in clips for f in frames)

@@ -121,7 +121,13 @@ def active_ema(trainer: pl.Trainer) -> EMA | None:
     return next((c for c in trainer.callbacks if isinstance(c, EMA) and c.enabled), None)
 
 
-def reported_weights(trainer: pl.Trainer, pl_module: pl.LightningModule):
-    """A context with the weights a run reports loaded: EMA when enabled, else the raw ones."""
+def reported_weights(trainer: pl.Trainer, pl_module: pl.LightningModule, weights: str):
+    """A context with the weights a run reports loaded: `weights`, as its record says
+    (results.json eval.weights, decided once from `ema`), "ema" or "raw"."""
+    if weights == "raw":
+        return nullcontext()
     ema = active_ema(trainer)
-    return nullcontext() if ema is None else ema.averaged_weights(pl_module)
+    if ema is None:
+        raise ValueError("the run reports EMA weights (ema=true) but its EMA callback is off "
+                         "(callbacks.ema.enabled=false): leave callbacks.ema.enabled to follow ema")
+    return ema.averaged_weights(pl_module)

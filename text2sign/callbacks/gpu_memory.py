@@ -10,8 +10,8 @@ import pytorch_lightning as pl
 import torch
 
 from text2sign.callbacks.step_end import StepEndCallback, log_metrics
-from text2sign.files import CsvLog
-from text2sign.run.step_logs import GB, GPU_MEMORY, GPU_MEMORY_COLUMNS
+from text2sign.rundir.files import CsvLog
+from text2sign.rundir.step_logs import GB, GPU_MEMORY, GPU_MEMORY_COLUMNS
 
 
 class GPUMemoryMonitor(StepEndCallback):

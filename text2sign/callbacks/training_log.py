@@ -11,9 +11,9 @@ from pytorch_lightning.trainer.states import TrainerFn
 
 from text2sign.callbacks.gpu_memory import GPUMemoryMonitor
 from text2sign.callbacks.step_end import StepEndCallback, log_metrics
-from text2sign.files import CsvLog, atomic_write_json
-from text2sign.run.faults import kill_point
-from text2sign.run.step_logs import TRAINING_COLUMNS, TRAINING_METRICS
+from text2sign.rundir.faults import kill_point
+from text2sign.rundir.files import CsvLog, atomic_write_json
+from text2sign.rundir.step_logs import TRAINING_COLUMNS, TRAINING_METRICS
 
 
 class TrainingLog(StepEndCallback):

@@ -17,7 +17,7 @@ from text2sign.analysis.report import Figures, markdown_report, text_report
 from text2sign.analysis.samples import sample_sheets
 from text2sign.analysis.study import Study, build_study
 from text2sign.analysis.tables import TABLES, markdown_table
-from text2sign.files import atomic_write_text, unwritable
+from text2sign.rundir.files import atomic_write_text, unwritable
 
 REPORT = "ABLATION_RESULTS_REPORT.txt"
 # --output-format values that name several tables; `both` as the original study wrote it

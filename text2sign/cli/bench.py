@@ -43,11 +43,11 @@ from text2sign.callbacks.ema import EMA
 from text2sign.callbacks.step_cost import flop_counter, peak_flops
 from text2sign.cli.errors import one_line_errors
 from text2sign.config import CONF, BenchConfig, register_configs
-from text2sign.files import atomic_write_json
 from text2sign.host_sync import HostReads
 from text2sign.module import UNCONDITIONAL_CAPTION, TextToSignModule
 from text2sign.perf import AUTOCAST_DTYPES, FastPath
 from text2sign.run.job import build_module, known_warnings_silenced
+from text2sign.rundir.files import atomic_write_json
 from text2sign.timing import median_ms, synchronize
 
 GB = 1024**3

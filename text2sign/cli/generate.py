@@ -17,9 +17,9 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from text2sign.callbacks.samples import check_prompts, check_sampling, write_samples
 from text2sign.cli.errors import one_line_errors
 from text2sign.config import CONF, register_configs
+from text2sign.evaluation.samples import check_prompts, check_sampling, write_samples
 from text2sign.module import TextToSignModule
 from text2sign.run.checkpointing import WEIGHTS, ema_shadow, read_checkpoint
 from text2sign.run.job import build_module

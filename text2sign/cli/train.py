@@ -11,11 +11,11 @@ import hydra
 from omegaconf import OmegaConf
 
 from text2sign.config import CONF, register_configs
-from text2sign.factors import HydraRuntime
 from text2sign.launch.ddp import is_ddp_worker, run_worker
-from text2sign.launch.scheduler import command_for_jobs
 from text2sign.run.job import attempt
 from text2sign.run.job import main as run_job
+from text2sign.rundir.factors import HydraRuntime
+from text2sign.rundir.scheduler import command_for_jobs
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF), config_name="train")

@@ -22,7 +22,7 @@ import numpy as np
 from text2sign.data.clips import Clip, DataError
 from text2sign.data.frame_fit import fit_frame, resample_times
 from text2sign.data.video_io import EmptyWindow, read_clip
-from text2sign.files import atomic_file
+from text2sign.rundir.files import atomic_file
 
 CACHE_VERSION = 1  # bump when the decoding itself changes (the PyAV version is in the key too)
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from text2sign.fonts import caption_font
+from text2sign.data.fonts import caption_font
 
 VIEW_SIZE = 128  # clips are enlarged to at least this many pixels for viewing
 
@@ -47,7 +47,7 @@ def write_mp4(path: str | Path, clip: torch.Tensor, fps: int = 8) -> None:
 
 def caption_grid(clips: torch.Tensor, captions: list[str], min_size: int = 64) -> Image.Image:
     """A PNG-ready grid: one row per clip (frames across), its caption above the row (in a
-    font that has its characters: text2sign/fonts.py)."""
+    font that has its characters: text2sign/data/fonts.py)."""
     rows = [np.concatenate(to_frames(clip, min_size), axis=1) for clip in clips]
     label_h, gap = 14, 2
     width = max(r.shape[1] for r in rows)

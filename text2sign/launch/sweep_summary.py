@@ -18,9 +18,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from text2sign.run.lock import held_by
-from text2sign.run.record import now_iso
-from text2sign.schema import read_results
+from text2sign.rundir.lock import held_by
+from text2sign.rundir.record import now_iso
+from text2sign.rundir.schema import read_results
 
 log = logging.getLogger(__name__)
 

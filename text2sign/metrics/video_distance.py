@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from text2sign.files import atomic_file
 from text2sign.metrics.errors import MetricUnavailable
 from text2sign.metrics.frechet import feature_stats, frechet_distance_from_stats
 from text2sign.metrics.video_features import VideoFeatureExtractor
+from text2sign.rundir.files import atomic_file
 
 
 def real_stats_cache_key(dataset: str, num_videos: int, num_frames: int, image_size: int,

@@ -14,7 +14,7 @@ the run starts over. A run started in a used directory with a different config i
 same job: it starts (from ckpt_path if given, e.g. to continue training with a larger
 trainer.max_steps). Configs are compared without their run-local keys (run_identity), so a run
 directory reached through a symlink or copied elsewhere holds the same run. One process at a
-time holds a run directory (run/lock.py).
+time holds a run directory (rundir/lock.py).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from text2sign.run.checkpointing import resume_point
-from text2sign.run.identity import run_config
-from text2sign.schema import ARTIFACTS, Attempt, UnreadableResults, empty, read_results
+from text2sign.rundir.identity import run_config
+from text2sign.rundir.schema import ARTIFACTS, Attempt, UnreadableResults, empty, read_results
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,9 @@ from lightning_fabric.utilities.cloud_io import get_filesystem
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from text2sign.files import atomic_file
-from text2sign.run.record import one_line
+from text2sign.rundir.files import atomic_file
+from text2sign.rundir.identity import moved_targets
+from text2sign.rundir.record import one_line
 
 FOLDER = Path("checkpoints")
 # Where a run can resume from, most complete first: final.ckpt is written when training ends.
@@ -72,6 +73,7 @@ def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
         found = sorted(map(str, checkpoint))[:8] if isinstance(checkpoint, dict) else []
         raise CheckpointError(path, f"it lacks {', '.join(missing)} (holds "
                               f"{type(checkpoint).__name__} {found}): written by another program")
+    checkpoint["text2sign_config"] = moved_targets(checkpoint["text2sign_config"])
     return checkpoint
 
 

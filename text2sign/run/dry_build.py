@@ -21,11 +21,11 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from transformers.utils import logging as hf_logging
 
-from text2sign.callbacks.samples import check_prompts, check_sampling
 from text2sign.config import CONF
 from text2sign.data.datamodule import ClipDataModule
+from text2sign.evaluation.samples import check_prompts, check_sampling
 from text2sign.run.checkpointing import WEIGHTS, ema_shadow
-from text2sign.run.record import one_line
+from text2sign.rundir.record import one_line
 
 
 class ConfigError(ValueError):

@@ -22,12 +22,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from text2sign.factors import HydraRuntime, run_factors
 from text2sign.run.checkpointing import FOLDER
-from text2sign.run.identity import flatten, own_dir, run_local
 from text2sign.run.preflight import checkpoint_of
-from text2sign.run.record import plain
-from text2sign.schema import read_results
+from text2sign.rundir.factors import HydraRuntime, run_factors
+from text2sign.rundir.identity import flatten, own_dir, run_local
+from text2sign.rundir.record import plain
+from text2sign.rundir.schema import read_results
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,6 @@ from text2sign.callbacks.gpu_memory import GPUMemoryMonitor
 from text2sign.callbacks.progress import ProgressBar
 from text2sign.callbacks.step_cost import StepCost
 from text2sign.callbacks.training_log import TrainingLog
-from text2sign.factors import HydraRuntime
-from text2sign.files import atomic_write_json
 from text2sign.launch.ddp import is_rank_zero, launches_workers, worker_launch
 from text2sign.launch.gpu_pool import share_cpu, use_own_gpu
 from text2sign.module import TextToSignModule
@@ -35,9 +33,11 @@ from text2sign.perf import FastPath
 from text2sign.run.attempts import INTERRUPTIONS, Plan, plan_attempt
 from text2sign.run.checkpointing import StepCheckpoint, remove_partial_writes
 from text2sign.run.evaluate import evaluation_config, evaluation_factors
-from text2sign.run.lock import RunDirectoryInUse, hold_run_directory
 from text2sign.run.preflight import check_config, user_error
-from text2sign.run.record import RunRecord, one_line, parameter_counts, parameter_groups, plain
+from text2sign.rundir.factors import HydraRuntime
+from text2sign.rundir.files import atomic_write_json
+from text2sign.rundir.lock import RunDirectoryInUse, hold_run_directory
+from text2sign.rundir.record import RunRecord, one_line, plain
 
 log = logging.getLogger(__name__)
 
@@ -194,8 +194,8 @@ def _train(cfg: DictConfig, run_dir: Path, record: RunRecord, callbacks: dict) -
         "num_padded": len(data_report.get("padded", [])),
     })
     module = build_module(cfg)
-    record.update("model", parameter_counts(module))
-    record.describe("parameter_groups", parameter_groups(module, cfg.optimizer.get("lr")))
+    record.update("model", module.parameter_counts())
+    record.describe("parameter_groups", module.parameter_group_sizes(cfg.optimizer.get("lr")))
 
     callbacks["evaluation"].check(module)
     for callback in callbacks.values():
@@ -235,8 +235,9 @@ def _fit_and_validate(cfg: DictConfig, trainer: pl.Trainer, module: TextToSignMo
                                   ckpt_path=None if cfg.train else cfg.ckpt_path)
     if trainer.is_global_zero:
         module.to_placement()  # Lightning's teardown has moved it to the CPU
-        callbacks["samples"].write(trainer, module)
-        callbacks["evaluation"].evaluate(trainer, module)
+        weights = record.results["eval"]["weights"]  # decided once, when the record began
+        callbacks["samples"].write(trainer, module, weights)
+        callbacks["evaluation"].evaluate(trainer, module, weights)
     record.update("eval", {"val_loss": metrics["val/loss"], **callbacks["evaluation"].results})
 
 

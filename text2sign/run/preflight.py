@@ -31,7 +31,6 @@ from omegaconf.errors import OmegaConfBaseException
 from text2sign.config import conforms, describe_hint, unchecked_values
 from text2sign.data.clips import DataError
 from text2sign.data.indexers import INPUTS, input_path
-from text2sign.files import unwritable
 from text2sign.models.unet3d import size_divisor
 from text2sign.run.checkpointing import read_checkpoint
 from text2sign.run.dry_build import (
@@ -40,9 +39,10 @@ from text2sign.run.dry_build import (
     check_generate,
     check_settings,
 )
-from text2sign.run.lock import RunDirectoryInUse, held_by, in_use
-from text2sign.run.record import one_line
-from text2sign.schema import SchemaError
+from text2sign.rundir.files import unwritable
+from text2sign.rundir.lock import RunDirectoryInUse, held_by, in_use
+from text2sign.rundir.record import one_line
+from text2sign.rundir.schema import SchemaError
 
 
 class PreflightFailed(SystemExit):

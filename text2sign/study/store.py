@@ -2,7 +2,7 @@
 transaction in WAL mode, so a killed server keeps every vote it answered (synchronous=NORMAL:
 a commit is in the operating system's hands; a power cut may lose the last ones).
 
-Standard library only: analyze.py reads the votes without the web framework.
+Its reader is analyze.py's (text2sign/analysis/votes.py): the study writes, the analysis reads.
 """
 
 from __future__ import annotations
@@ -47,17 +47,6 @@ class Pair:
     id: str
     left: Clip
     right: Clip
-
-
-@dataclass(frozen=True)
-class Vote:
-    left_group: str
-    left_run: str  # relative to the sweep
-    right_group: str
-    right_run: str
-    prompt: str
-    choice: str  # one of CHOICES
-    rater: str | None
 
 
 class Store:
@@ -145,19 +134,6 @@ class Store:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
-
-
-def read_votes(path: Path) -> tuple[str, list[Vote]]:
-    """(the sweep, every vote) of a study database, opened read-only."""
-    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=WAIT_S)
-    try:
-        sweep = dict(db.execute("SELECT key, value FROM meta"))["sweep"]
-        rows = db.execute("SELECT left_group, left_run, right_group, right_run, prompt, choice, "
-                          "rater FROM votes JOIN pairs ON pairs.id = votes.pair_id "
-                          "ORDER BY voted_at").fetchall()
-    finally:
-        db.close()
-    return sweep, [Vote(*row) for row in rows]
 
 
 def _side(clip: Clip) -> tuple[str, str, str, str]:

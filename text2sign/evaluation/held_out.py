@@ -20,14 +20,14 @@ from typing import Any, TypedDict
 import pytorch_lightning as pl
 import torch
 
-from text2sign.callbacks.ema import active_ema, reported_weights
+from text2sign.callbacks.ema import reported_weights
 from text2sign.callbacks.gpu_memory import GB
-from text2sign.callbacks.samples import check_sampling
-from text2sign.files import atomic_write_json, atomic_write_text
+from text2sign.evaluation.samples import check_sampling
 from text2sign.metrics import retrieval
 from text2sign.metrics.errors import MetricUnavailable
 from text2sign.metrics.suite import video_metrics
 from text2sign.metrics.video_features import FVDBackbone
+from text2sign.rundir.files import atomic_write_json, atomic_write_text
 from text2sign.timing import median_ms
 
 
@@ -110,16 +110,17 @@ class Evaluation:
         return {"split": self.split, "num_videos": self.num_videos, "steps": self.steps,
                 "guidance_scale": self.guidance_scale, "seed": self.seed}
 
-    def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
-        weights = "raw" if active_ema(trainer) is None else "ema"
-        self.results = {"weights": weights, **self.settings()}
+    def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                 weights: str) -> dict[str, Any]:
+        """Evaluate `weights` ("ema" or "raw": the run record's eval.weights)."""
+        self.results = self.settings()
         if not self.enabled:
             self.results["unavailable"] = {"evaluation": "disabled by eval.enabled=false"}
             return self.results
         clips = self._held_out_clips(trainer, self.num_videos, "eval.num_videos")
         self.results["num_videos"] = len(clips["caption"])  # the number used
         started = time.perf_counter()
-        with reported_weights(trainer, pl_module):
+        with reported_weights(trainer, pl_module, weights):
             fake = self._generate(pl_module, clips["caption"])
             cost, cost_unavailable = self._inference_cost(pl_module, clips["caption"][0])
             text, text_unavailable = self._caption_retrieval(trainer, pl_module)

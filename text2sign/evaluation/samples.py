@@ -18,7 +18,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from text2sign.callbacks.ema import reported_weights
 from text2sign.data.video_io import caption_grid, write_gif, write_mp4
-from text2sign.files import atomic_write_json
+from text2sign.rundir.files import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +81,10 @@ class Samples:
         self.steps, self.guidance_scale = steps, guidance_scale
         self.seed, self.fps = seed, fps
 
-    def write(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
-        with reported_weights(trainer, pl_module):
+    def write(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+              weights: str) -> dict[str, Any]:
+        """Sample the prompts with `weights` (the run record's eval.weights)."""
+        with reported_weights(trainer, pl_module, weights):
             videos = pl_module.sample(self.prompts, self.steps, self.guidance_scale, self.seed)
         settings = {"seed": self.seed, "steps": self.steps, "guidance_scale": self.guidance_scale}
         out = Path(trainer.default_root_dir) / "samples"

@@ -5,6 +5,13 @@ None, Literal, unions, list[...], dict[str, ...], Any or another dataclass) and 
 the field's metadata["doc"]. Two optional class attributes: `REQUIRED`, the keys a value may
 not lack (all by default), and `READ_EXTRA`, the type of keys it does not declare that a
 reader accepts (`reading=True`: declared keys may then be missing).
+
+Written here rather than taken from pydantic's `TypeAdapter(Results).json_schema()`, whose
+output differs (pydantic 2.14: a title per key, `$defs` references, `anyOf` for each optional
+key, no key required, the docs in field metadata dropped) and is one schema where the run
+directory needs two: the writer's, which refuses a key it does not declare, and the reader's,
+which accepts `READ_EXTRA`. pydantic is not a dependency of the project either; a validator
+of ours, a few lines more, checks the files against exactly the schema that is published.
 """
 
 from __future__ import annotations

@@ -20,12 +20,12 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from text2sign.run.identity import flatten
+from text2sign.rundir.identity import flatten
 
 # Overrides that say how to run, not what is compared: never a factor.
 NOT_FACTORS = {"retry_failed"}
 ALWAYS = ("ema", "seed")  # factors of every run, overridden or not
-ABLATIONS = Path(__file__).resolve().parents[1] / "conf" / "ablation"  # the `ablation` group
+ABLATIONS = Path(__file__).resolve().parents[2] / "conf" / "ablation"  # the `ablation` group
 _ABSENT = object()
 
 
@@ -134,3 +134,17 @@ def _load(path: Path, default: Any = None) -> Any:
     except (OSError, yaml.YAMLError):
         return default
     return default if data is None or type(data) is not type(default) else data
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as Hydra reads it; `1e-4` is a number (YAML 1.1 says string)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value

@@ -14,13 +14,17 @@ from typing import Any
 
 # Top-level keys that say where and how to run: never part of what a run computes.
 RUN_LOCAL = ("hydra", "paths", "retry_failed")
+# Classes that moved (old path -> new): a config written before names the old path, and is
+# still the same run; checkpointing.py instantiates the new one.
+MOVED = {"text2sign.callbacks.evaluation.Evaluation": "text2sign.evaluation.held_out.Evaluation",
+         "text2sign.callbacks.samples.Samples": "text2sign.evaluation.samples.Samples"}
 
 
 def run_config(config: dict[str, Any]) -> dict[str, Any]:
     """{dotted key: value} without the run-local keys (see run_local)."""
     own = own_dir(config)
-    return {key: value for key, value in flatten(config).items()
-            if not run_local(key, value, own)}
+    return {key: MOVED.get(value, value) if key.endswith("_target_") else value
+            for key, value in flatten(config).items() if not run_local(key, value, own)}
 
 
 def run_local(key: str, value: Any, own: str) -> bool:
@@ -35,6 +39,14 @@ def run_local(key: str, value: Any, own: str) -> bool:
 def own_dir(config: dict[str, Any]) -> str:
     """The run directory a config was resolved for ('' if it names none)."""
     return str((config.get("paths") or {}).get("output_dir") or "").rstrip("/")
+
+
+def moved_targets(node: Any) -> Any:
+    """A config (plain data) with every `_target_` of a moved class at its new path."""
+    if isinstance(node, dict):
+        return {key: MOVED.get(value, value) if key == "_target_" else moved_targets(value)
+                for key, value in node.items()}
+    return [moved_targets(value) for value in node] if isinstance(node, list) else node
 
 
 def flatten(node: dict[str, Any], prefix: str = "") -> dict[str, Any]:

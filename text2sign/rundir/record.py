@@ -1,6 +1,6 @@
 """results.json and metadata.json: the run directory's summary files, written as the run goes.
 
-results.json (its schema: text2sign/schema.py) is the one file analyze.py needs. It is written
+results.json (its schema: text2sign/rundir/schema.py) is the one file analyze.py needs. It is written
 atomically when the run starts (status "running") and again when it ends ("completed" or
 "failed" with the reason), so a crashed run still says what happened.
 """
@@ -11,22 +11,20 @@ import math
 import platform
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
-from text2sign import schema
-from text2sign.factors import HydraRuntime, run_factors
-from text2sign.files import atomic_write_json
-from text2sign.launch.scheduler import command, scheduler
-from text2sign.run.faults import kill_point
+from text2sign.rundir import schema
+from text2sign.rundir.factors import HydraRuntime, run_factors
+from text2sign.rundir.faults import kill_point
+from text2sign.rundir.files import atomic_write_json
+from text2sign.rundir.scheduler import command, scheduler
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,27 +38,6 @@ def plain(value: Any) -> Any:
     if isinstance(value, (DictConfig,)) or OmegaConf.is_list(value):
         return OmegaConf.to_container(value, resolve=True, enum_to_str=True)
     return value.value if isinstance(value, Enum) else value
-
-
-def parameter_counts(module: nn.Module) -> dict[str, float]:
-    """results.json's `model`: parameters in millions, of a TextToSignModule."""
-    return {
-        "num_parameters_millions": round(count(module.parameters()) / 1e6, 4),
-        "trainable_parameters_millions": round(
-            count(p for p in module.parameters() if p.requires_grad) / 1e6, 4),
-        "denoiser_parameters_millions": round(count(module.denoiser.parameters()) / 1e6, 4),
-    }
-
-
-def count(parameters: Iterable[nn.Parameter]) -> int:
-    return sum(p.numel() for p in parameters)
-
-
-def parameter_groups(module: nn.Module, default_lr: float | None) -> list[dict[str, Any]]:
-    """metadata.json's `parameter_groups`: each optimizer group's name, learning rate (before
-    the schedule; `default_lr`, the optimizer's, where the group sets none) and size."""
-    return [{"name": group["name"], "lr": group.get("lr", default_lr),
-             "parameters": count(group["params"])} for group in module.parameter_groups()]
 
 
 def _git(*args: str) -> str | None:
@@ -78,9 +55,8 @@ def provenance(runtime: HydraRuntime) -> dict[str, Any]:
     return {
         "git_commit": commit,
         "git_dirty": None if commit is None or dirty is None else bool(dirty),
-        "torch": torch.__version__,
+        **_torch_facts(),
         "python": platform.python_version(),
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "hostname": platform.node(),
         "started_at": now_iso(),
         "finished_at": None,
@@ -88,6 +64,15 @@ def provenance(runtime: HydraRuntime) -> dict[str, Any]:
         "scheduler": scheduler(),
         "overrides": list(runtime.overrides),
     }
+
+
+def _torch_facts() -> dict[str, str]:
+    """torch's version and the device it computes on. Imported here, by the producer that
+    writes a record (torch is loaded by then), so that a reader of run directories needs no
+    torch."""
+    import torch
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    return {"torch": torch.__version__, "device": device}
 
 
 def one_line(error: BaseException) -> str:
@@ -135,6 +120,7 @@ class RunRecord:
             "train": {**schema.empty(schema.Train), "time_s": round(self.earlier_train_time_s, 3)},
             "model": schema.empty(schema.Model),
             "data": schema.empty(schema.Data),
+            # the weights the run reports, decided here once: samples and evaluation read it
             "eval": {"weights": "ema" if cfg.get("ema") else "raw"},
             "provenance": {**about, "wall_s": None, "attempt": attempt,
                            "attempts": [*earlier, self.attempt]},

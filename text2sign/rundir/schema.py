@@ -1,11 +1,11 @@
 """results.json, declared once: its writer, its reader and its JSON Schema.
 
-    python -m text2sign.schema                    # the JSON Schema
-    python -m text2sign.schema --markdown         # the table of README.md's Outputs section
-    python -m text2sign.schema RUN/results.json   # check files: exit 1 with what is wrong
+    python -m text2sign.rundir.schema             # the JSON Schema
+    python -m text2sign.rundir.schema --markdown  # the table of docs/outputs.md
+    python -m text2sign.rundir.schema RUN/results.json  # check files: exit 1 with what is wrong
 
 The dataclasses below are schema_version 1; they are never instantiated: their fields declare
-the keys, and text2sign/json_schema.py turns them into JSON Schema. `write_results` checks a
+the keys, and text2sign/rundir/json_schema.py turns them into JSON Schema. `write_results` checks a
 record strictly (every key declared, of its type; an unknown key is a bug and raises) before
 it writes it. `read_results` reads the records of any code that wrote version 1: keys added
 since may be missing, and a section may hold keys this code does not write, of the type its
@@ -25,8 +25,8 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
 
-from text2sign.files import atomic_write_json
-from text2sign.json_schema import describe, schema_of, validate
+from text2sign.rundir.files import atomic_write_json
+from text2sign.rundir.json_schema import describe, schema_of, validate
 
 SCHEMA_VERSION = 1
 STATUSES = ("completed", "failed", "running")
@@ -115,7 +115,7 @@ def metric(text: str, at_end: bool = False) -> Any:
 
 @dataclass
 class Eval:
-    """The evaluation of the reported weights after training (README: Evaluation)."""
+    """The evaluation of the reported weights after training (docs/evaluation.md)."""
 
     READ_EXTRA: ClassVar[Any] = float | dict[str, Any] | list[Any] | None
     REQUIRED: ClassVar[tuple[str, ...]] = ("weights",)  # the rest once there is something to say
@@ -175,7 +175,7 @@ class Attempt:
 
 @dataclass
 class Scheduler:
-    """The cluster scheduler that ran the attempt (text2sign/launch/scheduler.py)."""
+    """The cluster scheduler that ran the attempt (text2sign/rundir/scheduler.py)."""
 
     READ_EXTRA: ClassVar[Any] = Any
     name: str = doc("`slurm` or `ray`")
@@ -266,7 +266,7 @@ def declared(section: type, key: str) -> None:
     """Raise SchemaError unless `key` is a key of `section`."""
     if key not in {f.name for f in fields(section)}:
         raise SchemaError(f"{key!r} is not a key of {NAME} section {section.__name__} "
-                          "(schema_version 1): declare it in text2sign/schema.py")
+                          "(schema_version 1): declare it in text2sign/rundir/schema.py")
 
 
 @functools.cache  # one per process: analyze.py reads hundreds of records (do not modify it)
@@ -356,9 +356,9 @@ def read_results(path: str | Path) -> dict[str, Any]:
     return results
 
 
-# ------------------------------------------------------------------------------ README
+# ------------------------------------------------------------------------- docs/outputs.md
 def markdown() -> str:
-    """README's table of results.json: every key, its type and content."""
+    """docs/outputs.md's table of results.json: every key, its type and content."""
     rows = ["| key | type | content |", "| --- | --- | --- |"]
     rows += _rows(Results, "")
     return "\n".join(rows) + "\n"

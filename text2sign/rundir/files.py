@@ -8,12 +8,14 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from text2sign.run.faults import kill_point
+# Called with a file's name once it is complete beside its destination, before the rename
+# (faults.py's test hook kills the process there).
+BEFORE_RENAME: list[Callable[[str], None]] = []
 
 
 @contextmanager
@@ -29,7 +31,8 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        kill_point(f"write:{path.name}")
+        for hook in BEFORE_RENAME:
+            hook(path.name)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -56,7 +59,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, data: Any) -> None:
     """Strict JSON: a NaN or infinite number, which strict readers refuse, is written as null
-    (results.json records what it was: text2sign/run/record.py)."""
+    (results.json records what it was: text2sign/rundir/record.py)."""
     atomic_write_text(path, json.dumps(strict(data), indent=2, default=str, allow_nan=False)
                       + "\n")
 

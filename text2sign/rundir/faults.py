@@ -11,6 +11,9 @@ would) the N-th time (default 1) it reaches POINT:
     write:<name>     a file called <name> (last.ckpt, evaluation_metrics.csv, index.json, ...)
                      fully written to its temporary file, not yet renamed over the old one
     finish           the run done, its final results.json not yet written
+
+Importing this module hooks the `write:` points into files.py's atomic writes; the producers
+(the run record, the training log) import it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from __future__ import annotations
 import os
 import signal
 from collections import Counter
+
+from text2sign.rundir.files import BEFORE_RENAME
 
 KILL_AT = "TEXT2SIGN_KILL_AT"
 _reached: Counter = Counter()
@@ -33,3 +38,6 @@ def kill_point(point: str) -> None:
     _reached[point] += 1
     if _reached[point] == int(nth or 1):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+BEFORE_RENAME.append(lambda name: kill_point(f"write:{name}"))

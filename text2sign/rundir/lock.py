@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from text2sign.launch.scheduler import scheduler
+from text2sign.rundir.scheduler import scheduler
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def held_by(run_dir: str | Path) -> str | None:
     """Who holds `run_dir` now ("process PID on host HOST since ..."), or None."""
     try:
         fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no lock, or no directory to hold one
         return None
     try:
         try:
