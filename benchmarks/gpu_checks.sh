@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of README "Performance", in one pass that fits a 10-minute call on an H200
+# The GPU checks of docs/performance.md, in one pass that fits a 10-minute call on an H200
 # (about 9 minutes), most wanted first, each part with its own time limit:
 #   1. a short scale=full run end to end: train, validate, samples, evaluation (status completed);
 #   2. a 2-job sweep with hydra/launcher=parallel, a few steps each;

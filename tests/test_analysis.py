@@ -22,6 +22,7 @@ from analysis_fixtures import (
     SEEDS,
     TIME_S,
     config,
+    default_sweep_tree,
     factors,
     numeric_tree,
     results,
@@ -41,7 +42,7 @@ from text2sign.analysis.report import findings
 from text2sign.analysis.samples import sample_sheets
 from text2sign.analysis.stats import holm, t_test
 from text2sign.analysis.study import Study, build_study
-from text2sign.analysis.tables import csv_table
+from text2sign.analysis.tables import STATISTICS, csv_table
 from text2sign.data.fonts import caption_font
 from text2sign.rundir.factors import saved_factors
 
@@ -242,10 +243,43 @@ def test_cli_writes_every_output(analysed):
     markdown = (out / "report.md").read_text()
     assert "![training loss curves](training_loss.png)" in markdown
     assert "| ema | text_encoder | n |" in markdown
+    assert "### fvd (lower is better)\n\n| group | n | mean ± 95% CI |" in markdown  # per metric
     tex = (out / "comparison_table.tex").read_text()
     assert r"\toprule" in tex and r"$\mathbf{93 \pm" in tex  # best fvd: (finetuned, true)
     sheet = Image.open(out / "samples_01_hello.png")
     assert sheet.height == 20 + len(GROUPS) * (64 + 4)  # a title, then one row per group
+
+
+def test_the_headline_table_fits_a_page_and_the_csv_keeps_every_metric(tmp_path):
+    """Once: comparison_table.md and report.md's table had a mean and an MDE column per metric,
+    45 columns for the default sweep."""
+    tree = default_sweep_tree(tmp_path / "outputs")
+    assert analyze(tree) == 0
+    out = tree / "analysis"
+    study = build_study(collect([tree], skip=out))
+    measured = [m.name for m in study.metrics if study.has_numbers(m)]
+    assert len(measured) > 12
+    header = (out / "comparison_table.csv").read_text().splitlines()[0].split(",")
+    assert header == ["ema", "text_encoder", "n", "diverged", "failed",
+                      *(f"{m.name}_{stat}" for m in study.metrics for stat in STATISTICS)]
+    report = (out / "report.md").read_text()
+    for table in ((out / "comparison_table.md").read_text(),
+                  report[report.index("## Comparison table"):]):
+        lines = [line for line in table.splitlines() if line.startswith("|")]
+        columns = lines[0].strip("| ").split(" | ")
+        assert len(columns) <= 12, columns  # a page wide
+        assert columns[:5] == ["ema", "text_encoder", "n", "fvd ↓", "fvd MDE"]
+        assert columns[-3:] == ["train_time_h ↓", "peak_memory_gb ↓",
+                                "trainable_parameters_millions ↓"]
+        assert "eval_time_s ↓" not in columns  # a cost, not a quality metric
+        assert "| false | frozen | 3 (1 diverged) | diverged in 1 of 3 seeds |" in table
+        assert "| true | finetuned | 4 (1 failed) | **93 ± 9 (-11.4%)** | 5.65 |" in table
+        line = next(line for line in table.splitlines() if line.startswith("Not shown here: "))
+        left_out = line.removeprefix("Not shown here: ").split(". ")[0].split(", ")
+        shown = {column.split()[0] for column in columns[3:]}
+        assert sorted([*shown, *left_out]) == sorted(measured)  # each metric once: here or named
+        assert "in comparison_table.csv and in the per-metric tables" in line
+    assert all(f"### {name} (" in report for name in measured)  # the per-metric tables
 
 
 def test_the_output_dir_is_not_searched(tmp_path):

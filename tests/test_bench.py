@@ -40,7 +40,7 @@ EAGER = clock(1.0, 0.05, 0.05, 0.07, 0.07)  # median 60 ms
 
 def test_bench_writes_every_key_from_the_steps_it_timed(tmp_path, monkeypatch):
     """The loops run for real; their step times are replaced by known ones, so that every
-    figure can be checked against its definition (README: The benchmark)."""
+    figure can be checked against its definition (docs/performance.md: The benchmark)."""
     real_lightning, real_plain, modules = bench.lightning_stamps, bench.plain_stamps, []
 
     def check(measured: list[float], batches: list) -> None:

@@ -27,7 +27,7 @@ TIMINGS = {"train": {"time_s", "clips_per_s", "peak_rss_gb"},
                           "command", "scheduler"}}
 
 # TEXT2SIGN_KILL_AT (text2sign/rundir/faults.py): the process SIGKILLs itself there; the restarted
-# run resumes from the checkpoint named (README: Resuming runs and sweeps)
+# run resumes from the checkpoint named (docs/resuming.md)
 PHASES = {
     "training": ("step@7", "last.ckpt (step 6)"),
     "validation mid-run": ("validation@3", "last.ckpt (step 4)"),  # after step 6

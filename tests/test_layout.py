@@ -29,8 +29,8 @@ def test_importing_every_module_installs_no_filter_and_registers_no_config():
 
 
 def test_the_ablation_runner_imports_no_lightning():
-    """README: a loop of your own needs no Lightning; AblationRunner takes train.py's run lock
-    (rundir/lock.py) without run/."""
+    """docs/ablation_runner.md: a loop of your own needs no Lightning; AblationRunner takes
+    train.py's run lock (rundir/lock.py) without run/."""
     check = ("import sys\nfrom text2sign import AblationRunner\n"
              "print(sorted({'pytorch_lightning', 'lightning_fabric'} & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,

@@ -1,4 +1,4 @@
-"""README "How to add an ablation factor", done in a copy of the project: a new UNet3D argument
+"""docs/adding_a_factor.md, done in a copy of the project: a new UNet3D argument
 plus one line of conf/model/unet3d.yaml is a validated, sweepable, analysed factor."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-# The two edits of the README's walk-through: the constructor and the YAML.
+# The two edits of the walk-through in docs/adding_a_factor.md: the constructor and the YAML.
 CONSTRUCTOR = ("        dropout: float = 0.0,\n",
                "        dropout: float = 0.0,\n        emb_mult: int = 4,\n")
 USE = ("        emb_dim = 4 * base_channels\n", "        emb_dim = emb_mult * base_channels\n")

@@ -92,12 +92,12 @@ def test_a_loop_of_your_own_is_recorded_and_analysed(tmp_path):
             (recorded[name, 0]["eval"]["mse"] + recorded[name, 1]["eval"]["mse"]) / 2)
 
 
-def test_the_readme_loop_runs_and_analyze_compares_its_runs(tmp_path, monkeypatch, capsys):
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("### Your own training loop"):]
+def test_the_docs_loop_runs_and_analyze_compares_its_runs(tmp_path, monkeypatch, capsys):
+    page = (ROOT / "docs" / "ablation_runner.md").read_text()
+    section = page[page.index("## Your own training loop"):]
     code = section[section.index("```python\n") + 10:section.index("\n```\n")]
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+    exec(compile(code, "docs/ablation_runner.md", "exec"), {"__name__": "docs"})
     assert sorted(path.name for path in (tmp_path / "results").iterdir()) == [
         f"ablation-{name}+scale-small+seed-{seed}" for name in ("baseline", "high_lr")
         for seed in (0, 1)]

@@ -1,4 +1,5 @@
-"""results.json's schema (text2sign/rundir/schema.py): its JSON Schema, the strict writer, the README.
+"""results.json's schema (text2sign/rundir/schema.py): its JSON Schema, the strict writer,
+the table of docs/outputs.md.
 (Every record a run or a sweep writes is checked against it in test_train.py.)"""
 
 from __future__ import annotations
@@ -109,12 +110,12 @@ def test_the_command_checks_files(tmp_path, capsys, record):
                    "1 of 2 results.json files follow the schema"]
 
 
-def test_the_readme_table_is_the_schema():
-    readme = (ROOT / "README.md").read_text()
-    assert BEGIN in readme and END in readme, "README.md lost the schema's markers"
-    table = readme.split(BEGIN, 1)[1].split(END, 1)[0]
+def test_the_docs_table_is_the_schema():
+    page = (ROOT / "docs" / "outputs.md").read_text()
+    assert BEGIN in page and END in page, "docs/outputs.md lost the schema's markers"
+    table = page.split(BEGIN, 1)[1].split(END, 1)[0]
     assert table == schema.markdown(), (
-        "README.md's results.json table is out of date: replace it with the output of "
+        "docs/outputs.md's results.json table is out of date: replace it with the output of "
         "`python -m text2sign.rundir.schema --markdown`")
 
 

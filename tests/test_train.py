@@ -139,7 +139,7 @@ def test_the_users_multirun_command(tmp_path, capfd):
     assert all({"train/loss", "val/loss", "lr", "eval/temporal_consistency"} <= set(tags["scalars"])
                for tags in runs.values())
 
-    # the job directories paste into the README's commands as they are
+    # the job directories paste into commands as they are (docs/outputs.md)
     job = sweep / "ema-True+scale-tiny+text_encoder-frozen"
     assert compose_hydra([f"hydra.sweep.dir={sweep}"]).hydra.sweep.dir == str(sweep)
     GlobalHydra.instance().clear()

@@ -279,7 +279,7 @@ def _log(job: Path, arm: str) -> str:
     return "ends with the run's status"
 
 
-CONTRACT: dict[str, Callable[[Path, str], str]] = {  # README, Outputs
+CONTRACT: dict[str, Callable[[Path, str], str]] = {  # docs/outputs.md
     "results.json": _results,
     "metadata.json": _metadata,
     "training_metrics.csv": _csv(TRAINING_METRICS, TRAINING_COLUMNS),

@@ -26,7 +26,7 @@ SWITCH = {"switch": True}
 
 @dataclass
 class FastPath:
-    """The keys of the `perf` group; README "Performance" says when each one helps."""
+    """The keys of the `perf` group; docs/performance.md says when each one helps."""
 
     # torch.compile the denoiser (UNet3D.compile); auto: with CUDA
     compile: Any = field(default=False, metadata=SWITCH)

@@ -23,6 +23,14 @@ def mean_ci(summary: Summary, pm: str = "±") -> str:
     return f"{num(summary.mean)} {pm} {num(summary.ci95, 2)}"
 
 
+def mean_ci_change(summary: Summary, baseline: bool) -> str:
+    """`140.3 ± 25 (+33.7%)`: mean_ci and the change from the baseline's mean (none in the
+    baseline's own row, nor where there is no mean)."""
+    if baseline or summary.diverged or math.isnan(summary.delta_pct):
+        return mean_ci(summary)
+    return f"{mean_ci(summary)} ({summary.delta_pct:+.1f}%)"
+
+
 def verdict(metric: Metric, delta: float) -> str:
     """better/worse when the metric's direction is known, else higher/lower."""
     if math.isnan(delta):

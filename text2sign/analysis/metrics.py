@@ -22,7 +22,14 @@ NO_GPU = "no GPU memory recorded (memory is only measured on a CUDA device)"
 # what a run costs, not how well it does: not drawn against numeric factors
 COSTS = ("train_time_h", "peak_memory_gb", "avg_memory_gb", "clips_per_s", "peak_rss_gb",
          "gflop_per_step", "num_parameters_millions", "trainable_parameters_millions",
-         "denoiser_parameters_millions", "inference_time_ms", "inference_memory_gb")
+         "denoiser_parameters_millions", "inference_time_ms", "inference_memory_gb",
+         "eval_time_s")
+# the memory a run took: GPU memory where a GPU measured it, else the process's (a CPU run's)
+MEMORY = ("peak_memory_gb", "peak_rss_gb")
+# the costs a headline table shows, each the first of its names that some run measured;
+# trainable parameters: what an arm trains (a frozen text encoder counts in every arm's total)
+HEADLINE_COSTS = (("train_time_h",), MEMORY,
+                  ("trainable_parameters_millions", "num_parameters_millions"))
 
 
 @dataclass(frozen=True)

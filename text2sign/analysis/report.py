@@ -18,7 +18,7 @@ from text2sign.analysis.formatting import (
 )
 from text2sign.analysis.identity import version_text
 from text2sign.analysis.levels import level
-from text2sign.analysis.metrics import Metric
+from text2sign.analysis.metrics import MEMORY, Metric
 from text2sign.analysis.preference import Preferences, report_lines
 from text2sign.analysis.stats import ALPHA, POWER, delta_pct, significant
 from text2sign.analysis.study import Study
@@ -65,7 +65,7 @@ def markdown_report(study: Study, results_dirs: list[str], figures: Figures,
     if study.groups:
         lines += ["", "## Findings against the baseline", "",
                   *md_table(findings_header(study), findings(study)),
-                  "", "## Comparison table", "", comparison]
+                  "", "## Comparison table", "", comparison, *_per_metric(study)]
     if human is not None:
         lines += [*report_lines(human, markdown=True), ""]
     lines += ["## Plots", ""]
@@ -84,6 +84,16 @@ def markdown_report(study: Study, results_dirs: list[str], figures: Figures,
         if entries:
             lines += ["", f"## {title}", "", *(f"- {md_text(entry)}" for entry in entries)]
     return "\n".join(lines) + "\n"
+
+
+def _per_metric(study: Study) -> list[str]:
+    """Every metric's statistics: the comparison table shows only the headline ones."""
+    lines = ["## Per metric", ""]
+    for metric in study.metrics:
+        if study.has_numbers(metric):
+            lines += [f"### {md_text(_title(metric))}", "", *md_table(*metric_rows(study, metric)),
+                      ""]
+    return lines
 
 
 def _image(title: str, path: Path) -> str:
@@ -158,7 +168,7 @@ def findings(study: Study) -> list[list[str]]:
 
 def _memory(study: Study) -> Metric | None:
     """GPU memory where it was measured, else the process's peak memory (a CPU run's)."""
-    for name in ("peak_memory_gb", "peak_rss_gb"):
+    for name in MEMORY:
         metric = study.metric(name)
         if metric and study.has_numbers(metric):
             return metric

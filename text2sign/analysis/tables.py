@@ -1,4 +1,6 @@
-"""comparison_table.csv (every statistic, full precision), .md and .tex (mean ± CI, for papers)."""
+"""comparison_table.csv (every statistic of every metric, full precision), .md (the headline
+metrics: quality and costs, mean ± CI and the change from the baseline) and .tex (mean ± CI of
+every metric, for papers)."""
 
 from __future__ import annotations
 
@@ -6,10 +8,11 @@ import csv
 import io
 import math
 
-from text2sign.analysis.formatting import arrow, md_table, md_text, mean_ci, num
-from text2sign.analysis.metrics import Metric
+from text2sign.analysis.formatting import arrow, md_table, md_text, mean_ci, mean_ci_change, num
+from text2sign.analysis.metrics import HEADLINE_COSTS, QUALITY, Metric
 from text2sign.analysis.study import Group, Study
 
+HEADLINE_COLUMNS = 12  # what a page shows without scrolling sideways
 STATISTICS = ("mean", "std", "ci95", "delta_pct", "p_value", "p_holm", "mde")
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "_": r"\_", "&": r"\&", "%": r"\%", "#": r"\#",
                  "$": r"\$", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
@@ -33,22 +36,40 @@ def csv_table(study: Study) -> str:
 
 
 def markdown_table(study: Study) -> str:
-    """Per metric: mean ± CI (bold: best), then the minimum detectable difference (MDE)."""
+    """The headline table (comparison_table.md, and report.md's): per group its factors, `n`
+    (its seeds: `3 (1 diverged, 1 failed)`), the primary quality metric and its MDE, the other
+    quality metrics that fit in HEADLINE_COLUMNS, then the costs; each metric as mean ± CI
+    and the change from the baseline (bold: best). A line under it names the metrics it
+    leaves out: every one is in comparison_table.csv and in the per-metric tables."""
+    quality, costs = headline(study)
+    columns = [(_heading(m), _metric_cells(study, m)) for m in [*quality, *costs]]
+    if quality:  # beside the primary: how large a difference its seeds could see
+        primary = quality[0].name
+        columns.insert(1, (f"{primary} MDE", [num(s.mde, 3) for s in study.summaries[primary]]))
+    header = [*_factor_headers(study), "n", *(heading for heading, _ in columns)]
+    rows = [[*map(md_text, _factor_cells(study, group)), group.size,
+             *(cells[i] for _, cells in columns)] for i, group in enumerate(study.groups)]
+    caption = md_text(_caption(study, "Mean ± 95% CI over seeds (Student's t) and, in "
+                                      "brackets, the change from the baseline's mean"))
+    caption += "".join(f" {m.name} MDE: the difference from the baseline that its test would "
+                       "find with 80% power at α = 0.05 (see docs/analysis.md)." for m in quality[:1])
+    return "\n".join([*md_table([*map(md_text, header)], rows, escape=False), "",
+                      f"*{caption}*", *_left_out(study, [*quality, *costs])]) + "\n"
+
+
+def headline(study: Study) -> tuple[list[Metric], list[Metric]]:
+    """The quality metrics and the costs of the headline table. Quality: the primary, then
+    those of the evaluation (of generated or held-out clips) before those of training, in
+    each the candidates for primary (QUALITY) and those with a known direction first, as many
+    as fit; costs: HEADLINE_COSTS, where measured."""
     shown = _shown(study)
-    header = [*_factor_headers(study), "n"]
-    for m in shown:
-        header += [f"{m.name} {arrow(m)}".rstrip(), f"{m.name} MDE"]
-    rows, best = [], [_best(study, m) for m in shown]
-    for i, group in enumerate(study.groups):
-        cells = [*map(md_text, _factor_cells(study, group)), group.size]
-        for m, bold in zip(shown, best):
-            summary = study.summaries[m.name][i]
-            cell = mean_ci(summary)
-            cells += [f"**{cell}**" if i in bold and cell else cell, num(summary.mde, 3)]
-        rows.append(cells)
-    caption = md_text(_caption(study)) + (" MDE: the difference from the baseline that its test "
-                                          "would find with 80% power at α = 0.05 (see README).")
-    return "\n".join(md_table([*map(md_text, header)], rows, escape=False)) + f"\n\n*{caption}*\n"
+    by_name = {m.name: m for m in shown}
+    costs = [found[0] for names in HEADLINE_COSTS
+             if (found := [by_name[name] for name in names if name in by_name])]
+    quality = sorted((m for m in shown if not m.is_cost), key=lambda m: (
+        m != study.quality, m.section != "eval", m.name not in QUALITY, m.direction == 0))
+    room = HEADLINE_COLUMNS - len(_factor_headers(study)) - 2 - len(costs)  # n, primary MDE
+    return quality[:max(room, 1)], costs
 
 
 def latex_table(study: Study) -> str:
@@ -83,6 +104,28 @@ def _shown(study: Study) -> list[Metric]:
     return [metric for metric in study.metrics if study.has_numbers(metric)]
 
 
+def _heading(metric: Metric) -> str:
+    return f"{metric.name} {arrow(metric)}".rstrip()
+
+
+def _left_out(study: Study, shown: list[Metric]) -> list[str]:
+    """The line under the headline table that says where the other metrics are."""
+    rest = [m.name for m in _shown(study) if m not in shown]
+    if not rest:
+        return []
+    return ["", f"Not shown here: {md_text(', '.join(rest))}. Every metric is in "
+            "comparison_table.csv and in the per-metric tables of report.md and "
+            "ABLATION_RESULTS_REPORT.txt."]
+
+
+def _metric_cells(study: Study, metric: Metric) -> list[str]:
+    """A metric's column of the headline table, one cell per group (bold: best)."""
+    best = _best(study, metric)
+    cells = [mean_ci_change(summary, baseline=i == 0)
+             for i, summary in enumerate(study.summaries[metric.name])]
+    return [f"**{cell}**" if i in best and cell else cell for i, cell in enumerate(cells)]
+
+
 def _best(study: Study, metric: Metric) -> set[int]:
     """Rows with the best mean when there is something to compare and a known direction."""
     means = [s.mean for s in study.summaries[metric.name]]
@@ -100,10 +143,10 @@ def _factor_cells(study: Study, group: Group) -> list[str]:
     return [group.levels[name][2] for name in study.factors] or [study.label(group)]
 
 
-def _caption(study: Study) -> str:
+def _caption(study: Study, cells: str = "Mean ± 95% CI over seeds (Student's t)") -> str:
     baseline = study.label(study.groups[0]) if study.groups else "none"
     missing = [m.name for m in study.metrics if not study.has_numbers(m)]
-    text = (f"Mean ± 95% CI over seeds (Student's t); first row: the baseline ({baseline}); "
+    text = (f"{cells}; first row: the baseline ({baseline}); "
             "bold: best per column; ↓/↑: lower/higher is better.")
     return text + (f" Not available: {', '.join(missing)}." if missing else "")
 

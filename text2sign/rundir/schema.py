@@ -1,8 +1,8 @@
 """results.json, declared once: its writer, its reader and its JSON Schema.
 
-    python -m text2sign.rundir.schema                    # the JSON Schema
-    python -m text2sign.rundir.schema --markdown         # the table of README.md's Outputs section
-    python -m text2sign.rundir.schema RUN/results.json   # check files: exit 1 with what is wrong
+    python -m text2sign.rundir.schema             # the JSON Schema
+    python -m text2sign.rundir.schema --markdown  # the table of docs/outputs.md
+    python -m text2sign.rundir.schema RUN/results.json  # check files: exit 1 with what is wrong
 
 The dataclasses below are schema_version 1; they are never instantiated: their fields declare
 the keys, and text2sign/rundir/json_schema.py turns them into JSON Schema. `write_results` checks a
@@ -115,7 +115,7 @@ def metric(text: str, at_end: bool = False) -> Any:
 
 @dataclass
 class Eval:
-    """The evaluation of the reported weights after training (README: Evaluation)."""
+    """The evaluation of the reported weights after training (docs/evaluation.md)."""
 
     READ_EXTRA: ClassVar[Any] = float | dict[str, Any] | list[Any] | None
     REQUIRED: ClassVar[tuple[str, ...]] = ("weights",)  # the rest once there is something to say
@@ -356,9 +356,9 @@ def read_results(path: str | Path) -> dict[str, Any]:
     return results
 
 
-# ------------------------------------------------------------------------------ README
+# ------------------------------------------------------------------------- docs/outputs.md
 def markdown() -> str:
-    """README's table of results.json: every key, its type and content."""
+    """docs/outputs.md's table of results.json: every key, its type and content."""
     rows = ["| key | type | content |", "| --- | --- | --- |"]
     rows += _rows(Results, "")
     return "\n".join(rows) + "\n"

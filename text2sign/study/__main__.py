@@ -25,7 +25,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     serve.add_argument("--port", type=port, default=8765, help="default 8765; 0: any free port")
     serve.add_argument("--host", default="127.0.0.1",
                        help="the address to listen on (default 127.0.0.1: this machine only; "
-                            "0.0.0.0: every network it is on, see README, Human evaluation)")
+                            "0.0.0.0: every network it is on, see docs/study_page.md)")
     serve.add_argument("--db", type=Path, default=Path("study.sqlite"),
                        help="the votes' SQLite database, created if missing (default "
                             "study.sqlite); a server started again on it goes on")
