@@ -38,6 +38,7 @@ PLAIN = clock(1.0, 0.01, 0.01, 0.03, 0.03)  # median 20 ms
 EAGER = clock(1.0, 0.05, 0.05, 0.07, 0.07)  # median 60 ms
 
 
+@pytest.mark.slow  # over 10 s: the default suite keeps under 5 minutes
 def test_bench_writes_every_key_from_the_steps_it_timed(tmp_path, monkeypatch):
     """The loops run for real; their step times are replaced by known ones, so that every
     figure can be checked against its definition (docs/performance.md: The benchmark)."""

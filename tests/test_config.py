@@ -166,6 +166,7 @@ def test_bad_override_on_the_command_line_stops_before_any_work(tmp_path, capfd)
     assert not (tmp_path / "run" / "results.json").exists()
 
 
+@pytest.mark.slow  # over 10 s: the default suite keeps under 5 minutes
 def test_a_sweep_with_a_bad_job_stops_before_any_job_starts(tmp_path):
     sweep = tmp_path / "sweep"
     sizes = "8,16,24,32,40,48,56,64,9,72,80,88"  # job 9 of 12 cannot run

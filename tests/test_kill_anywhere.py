@@ -149,6 +149,7 @@ def test_killed_in_any_phase_and_restarted_a_run_ends_with_the_uninterrupted_rec
     assert_same_run(tmp_path, uninterrupted)
 
 
+@pytest.mark.slow  # over 10 s: the default suite keeps under 5 minutes
 def test_sigkill_from_outside_at_a_random_step(uninterrupted, tmp_path, capfd):
     step = random.Random().randint(3, 11)  # last.ckpt of step 2 is written before row 3
     process = start(tmp_path, output=subprocess.DEVNULL)  # not read while it runs

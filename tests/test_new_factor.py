@@ -62,6 +62,7 @@ def run_in(project: Path, *args: str, timeout: int) -> subprocess.CompletedProce
     return result
 
 
+@pytest.mark.slow  # over 10 s: the default suite keeps under 5 minutes
 def test_a_new_constructor_argument_is_typed_and_overridable(tmp_path):
     project = project_with_new_argument(tmp_path)
     out = run_in(project, "-c", CHECK.format(conf=project / "conf"), timeout=120).stdout

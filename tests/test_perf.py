@@ -77,6 +77,7 @@ def assert_close_dicts(a: dict, b: dict, **tolerance) -> None:
         torch.testing.assert_close(value, b[name], msg=name, **tolerance)
 
 
+@pytest.mark.slow  # over 10 s: the default suite keeps under 5 minutes
 def test_fast_path_equals_the_plain_path_in_training_and_sampling(tiny_config):
     fast, plain = twin_modules(tiny_config, FAST)
     assert fast.denoiser.gradient_checkpointing and fast.denoiser.memory_format is torch.channels_last_3d
@@ -175,6 +176,7 @@ def small_unet(**kwargs) -> unet3d.UNet3D:
                          attention_levels=(1,), num_heads=2, **kwargs)
 
 
+@pytest.mark.slow  # over 10 s: the default suite keeps under 5 minutes
 def test_regional_compile_runs_every_block_compiled_and_train_val_sampling_share_graphs():
     """Each residual and transformer block is compiled (not the whole network), with no graph
     break (gradient checkpointing and a padding mask included), blocks of one shape share their

@@ -38,6 +38,7 @@ def summary(result) -> list[str]:
     return [lines[start].split("] ", 1)[1], *jobs]
 
 
+@pytest.mark.slow  # over 10 s: the default suite keeps under 5 minutes
 def test_a_failing_job_does_not_stop_the_sweep_and_a_sweep_run_again_skips_what_is_done(
         tmp_path, capfd):
     """A job that fails is recorded and the sweep goes on; run again, the sweep skips what is
@@ -173,6 +174,7 @@ def damaged_run(run_dir, *checkpoints: str) -> None:
     (run_dir / "results.json").write_text(json.dumps({**results, "status": "running"}))
 
 
+@pytest.mark.slow  # over 10 s: the default suite keeps under 5 minutes
 def test_a_damaged_last_checkpoint_is_passed_over_and_with_none_intact_the_run_starts_over(
         tmp_path, caplog):
     overrides = [*TINY, "callbacks.step_checkpoints.every_n_train_steps=1", "eval.enabled=false"]

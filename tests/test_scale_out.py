@@ -95,6 +95,7 @@ def test_the_ray_launcher_config_composes_and_without_the_extra_says_what_to_ins
         RayClusterLauncher(ray=ray.ray)
 
 
+@pytest.mark.slow  # over 10 s: the default suite keeps under 5 minutes
 def test_ddp_on_two_cpu_processes_writes_each_file_once(tmp_path, capfd, monkeypatch):
     """A 2-job sweep of 2-process runs; the job with a huge learning rate hits a NaN loss.
     Rank 0 is this process (Lightning starts rank 1 by running train.py again)."""
@@ -124,6 +125,7 @@ def test_ddp_on_two_cpu_processes_writes_each_file_once(tmp_path, capfd, monkeyp
     assert results["status"] == "failed" and "nan at step 3" in results["error"]
 
 
+@pytest.mark.slow  # over 10 s: the default suite keeps under 5 minutes
 def test_the_parallel_launcher_runs_jobs_side_by_side(tmp_path, capfd):
     sweep = tmp_path / "sweep"
     result = train(capfd, "-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", *TINY,

@@ -69,6 +69,7 @@ def test_a_run_writes_the_whole_run_directory(tiny_run):
     assert not set(report["splits"]["train"]["signers"]) & set(report["splits"]["val"]["signers"])
 
 
+@pytest.mark.slow  # over 10 s: the default suite keeps under 5 minutes
 def test_finetuned_trains_more_parameters_and_raw_weights_without_ema(tiny_config, tmp_path,
                                                                        tiny_run):
     frozen = tiny_run[0]
@@ -116,6 +117,7 @@ def test_a_failing_run_records_why(tiny_config, tmp_path):
     assert "data.batch_size=64" in results["error"]
 
 
+@pytest.mark.slow  # over 10 s: the default suite keeps under 5 minutes
 def test_the_users_multirun_command(tmp_path, capfd):
     sweep = tmp_path / "sweep"
     result = train(capfd, "-m", "text_encoder=frozen,finetuned", "ema=true,false", *TINY,
