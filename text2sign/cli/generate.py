@@ -21,7 +21,7 @@ from text2sign.cli.errors import one_line_errors
 from text2sign.config import CONF, register_configs
 from text2sign.evaluation.samples import check_prompts, check_sampling, write_samples
 from text2sign.module import TextToSignModule
-from text2sign.run.checkpointing import WEIGHTS, ema_shadow, read_checkpoint
+from text2sign.run.checkpointing import chosen_weights, ema_shadow, read_checkpoint
 from text2sign.run.job import build_module
 
 log = logging.getLogger(__name__)
@@ -31,25 +31,20 @@ def load_module(ckpt_path: str | Path, weights: str = "auto",
                 device: torch.device | str = "cpu") -> tuple[TextToSignModule, str]:
     """Rebuild the module of a checkpoint on `device`; returns it with the weights used
     ("ema" or "raw")."""
-    if weights not in WEIGHTS:
-        raise ValueError(f"weights={weights!r}: use {', '.join(WEIGHTS)}")
     path = Path(ckpt_path)
     checkpoint = read_checkpoint(path)
-    config = checkpoint["text2sign_config"]
-    module = build_module(OmegaConf.create(config)).to(device)
+    chosen = chosen_weights(checkpoint, weights, path)  # before the model is built
+    module = build_module(OmegaConf.create(checkpoint["text2sign_config"])).to(device)
     module.configure_model()  # the fast path, as Lightning applies it before a fit
     module.on_load_checkpoint(checkpoint)
     module.load_state_dict(checkpoint["state_dict"])
-    shadow = ema_shadow(checkpoint)
-    if weights == "ema" and shadow is None:
-        raise ValueError(f"{path} has no EMA weights (trained with ema=false): use weights=raw")
-    if shadow is None or weights == "raw":
-        return module.eval(), "raw"
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if name in shadow:
-                p.copy_(shadow[name])
-    return module.eval(), "ema"
+    if chosen == "ema":
+        shadow = ema_shadow(checkpoint)
+        with torch.no_grad():
+            for name, p in module.named_parameters():
+                if name in shadow:
+                    p.copy_(shadow[name])
+    return module.eval(), chosen
 
 
 def torch_device(name: str) -> torch.device:

@@ -87,6 +87,18 @@ def ema_shadow(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor] | None:
                 None)
 
 
+def chosen_weights(checkpoint: dict[str, Any], weights: str, path: str | Path) -> str:
+    """"ema" or "raw": what `weights` (WEIGHTS) picks in the checkpoint at `path`; a
+    ValueError names the fix when it asks for EMA weights the checkpoint lacks."""
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights={weights}: use {', '.join(WEIGHTS)}")
+    has_ema = ema_shadow(checkpoint) is not None
+    if weights == "ema" and not has_ema:
+        raise ValueError(f"{path} has no EMA weights (trained with ema=false): use weights=raw "
+                         "or weights=auto")
+    return "ema" if has_ema and weights != "raw" else "raw"
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Local checkpoints via temp file + rename; remote URLs (s3://...) as Lightning does.
 

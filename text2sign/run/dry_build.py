@@ -24,7 +24,7 @@ from transformers.utils import logging as hf_logging
 from text2sign.config import CONF
 from text2sign.data.datamodule import ClipDataModule
 from text2sign.evaluation.samples import check_prompts, check_sampling
-from text2sign.run.checkpointing import WEIGHTS, ema_shadow
+from text2sign.run.checkpointing import WEIGHTS, chosen_weights
 from text2sign.rundir.record import one_line
 
 
@@ -189,12 +189,13 @@ def check_generate(cfg: DictConfig, checkpoint: dict[str, Any] | None) -> None:
     """generate's own values, and the weights it is asked for."""
     check_prompts(cfg.prompts, "prompts")
     check_sampling(cfg.steps, cfg.guidance_scale, cfg.fps, "")
-    if cfg.weights not in WEIGHTS:
-        raise ConfigError(f"weights={cfg.weights}: use {', '.join(WEIGHTS)}")
     if checkpoint is None:
+        if cfg.weights not in WEIGHTS:  # checked with the checkpoint otherwise
+            raise ConfigError(f"weights={cfg.weights}: use {', '.join(WEIGHTS)}")
         return
-    if cfg.weights == "ema" and ema_shadow(checkpoint) is None:
-        raise ConfigError(f"{cfg.ckpt_path} has no EMA weights (trained with ema=false): use "
-                          "weights=raw or weights=auto")
+    try:
+        chosen_weights(checkpoint, cfg.weights, cfg.ckpt_path)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     stored = OmegaConf.create(checkpoint["text2sign_config"])  # the model generate rebuilds
     _build("text_encoder", ("text_encoder",), lambda: _text_encoder_width(_json(stored.text_encoder)))
