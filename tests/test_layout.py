@@ -13,6 +13,7 @@ import importlib, pkgutil, warnings
 from hydra.core.config_store import ConfigStore
 # the libraries install their own filters when imported: snapshot after them
 import diffusers, matplotlib.pyplot, pandas, pytorch_lightning, scipy.stats, torch, transformers
+import torch.utils.tensorboard  # with the ray extra, it imports botocore, which adds one
 import text2sign
 filters, stored = list(warnings.filters), set(ConfigStore.instance().repo)
 for module in pkgutil.walk_packages(text2sign.__path__, "text2sign."):

@@ -11,7 +11,7 @@
     # training_metrics.csv/.json, tensorboard/ and, with CUDA, gpu_memory.csv
 
 The caller needs plain PyTorch only. The record is written by the code train.py uses
-(text2sign/rundir/record.py, through the results.json schema; text2sign/rundir/files.py), so analyze.py
+(text2sign/rundir/: record.py, through the results.json schema; files.py), so analyze.py
 reads these runs like train.py's and mixes both: the factors are `ablation` (config_name),
 `scale` (experiment_scale), `seed` and the `factors` given.
 """

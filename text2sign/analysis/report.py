@@ -183,13 +183,11 @@ def key_finding(study: Study, i: int) -> str:
     if summary.diverged or base.diverged:
         return f"{metric.name} {summary.why}"
     if math.isnan(summary.delta_pct):
-        group, base_group = study.groups[i], study.groups[0]
-        empty = [f"{len(g.failed)} of {len(g.runs)} seeds of {where} failed"
-                 for g, s, where in ((group, summary, "this group"), (base_group, base,
-                                                                      "the baseline"))
-                 if not s.n and g.failed]
-        return (f"{metric.name} not comparable: " + ("; ".join(empty) or "missing in this "
-                "group or the baseline") + ": nothing to test")
+        sides = ((study.groups[i], summary, "this group"), (study.groups[0], base, "the baseline"))
+        failed = [f"{len(group.failed)} of {len(group.runs)} seeds of {where} failed"
+                  for group, side, where in sides if not side.n and group.failed]
+        why = "; ".join(failed) or "missing in this group or the baseline"
+        return f"{metric.name} not comparable: {why}: nothing to test"
     effect = f"{metric.name} {abs(summary.delta_pct):.1f}% {verdict(metric, summary.delta_pct)}"
     sig = significant(summary)
     if sig is None:

@@ -57,6 +57,12 @@ def peak_flops(name: str, precision: str, tf32: bool) -> float | None:
                  if re.search(pattern, name)), None)
 
 
+def mfu(flops_per_clip: float, clips_per_s: float, peak: float | None) -> float | None:
+    """Model FLOPs utilisation: the FLOP/s of `clips_per_s` over the GPU's `peak` (None:
+    unknown)."""
+    return None if peak is None else flops_per_clip * clips_per_s / peak
+
+
 def flop_counter() -> FlopCounterMode:
     """torch.utils.flop_counter's counter, attention on a CPU included."""
     return FlopCounterMode(display=False)
@@ -141,11 +147,11 @@ class StepCost(pl.Callback):
         return {"flops_per_step": self.flops, "peak_rss_gb": None if peak is None else round(peak, 3)}
 
     def mfu(self, clips_per_s: float | None) -> float | None:
-        """Model FLOPs utilisation at `clips_per_s`: the counted micro-batch's FLOPs per clip
-        that many times a second, over the GPU's peak; None off a GPU or for an unknown one."""
-        if None in (self.flops, self.clips, self.peak_flops, clips_per_s):
+        """Model FLOPs utilisation at `clips_per_s`, of the counted micro-batch's FLOPs per
+        clip; None off a GPU or for an unknown one."""
+        if None in (self.flops, self.clips, clips_per_s):
             return None
-        return self.flops / self.clips * clips_per_s / self.peak_flops
+        return mfu(self.flops / self.clips, clips_per_s, self.peak_flops)
 
     def state_dict(self) -> dict[str, Any]:
         return {"flops": self.flops, "clips": self.clips, "peak_gb": self._peak()}

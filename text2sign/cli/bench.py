@@ -40,7 +40,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.data import DataLoader
 
 from text2sign.callbacks.ema import EMA
-from text2sign.callbacks.step_cost import flop_counter, peak_flops
+from text2sign.callbacks.step_cost import flop_counter, mfu, peak_flops
 from text2sign.cli.errors import one_line_errors
 from text2sign.config import CONF, BenchConfig, register_configs
 from text2sign.host_sync import HostReads
@@ -51,7 +51,6 @@ from text2sign.rundir.files import atomic_write_json
 from text2sign.timing import median_ms, synchronize
 
 GB = 1024**3
-
 
 
 # ------------------------------------------------------------------------------------ config
@@ -238,8 +237,9 @@ def batch_sweep(module: TextToSignModule, batch: dict, device: torch.device, pre
             break
         finally:
             optimizer.zero_grad(set_to_none=True)
-        rows.append({"batch_size": size, "step_ms": ms, "clips_per_s": size / ms * 1000,
-                     "mfu": None if peak is None else flops_per_clip * size / (ms / 1000) / peak})
+        clips_per_s = size / ms * 1000
+        rows.append({"batch_size": size, "step_ms": ms, "clips_per_s": clips_per_s,
+                     "mfu": mfu(flops_per_clip, clips_per_s, peak)})
         size *= 2
     optimizer.state.clear()  # its moments, before the next part measures memory
     torch.cuda.empty_cache()
@@ -410,7 +410,7 @@ def run(cfg: DictConfig, bench: DictConfig,
                        "(text2sign/callbacks/step_cost.py, PEAK_FLOPS)")
     results.update(eager_fp32_step_ms=eager_ms, speedup_vs_eager_fp32=eager_ms / lightning,
                    flops_per_step=flops,
-                   mfu=None if peak is None else flops / (lightning / 1000) / peak)
+                   mfu=mfu(flops / results["batch_size"], results["clips_per_s"], peak))
     save(results)
 
     reads = host_reads_per_step(cfg, module, batches[:2 * bench.host_read_steps], device)

@@ -88,14 +88,15 @@ def held_by(run_dir: str | Path) -> str | None:
         fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY)
     except (FileNotFoundError, NotADirectoryError):  # no lock, or no directory to hold one
         return None
+    stale_s = stale_after_s()
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            return _live_holder(fd, stale_after_s()) or "another process"
+            return _live_holder(fd, stale_s) or "another process"
         holder = _holder(fd)  # flock free: only another host's live heartbeat holds it
-        if holder and _why_free(holder, _heartbeat_age(fd), stale_after_s()) is None:
-            return _live_holder(fd, stale_after_s())
+        if holder and _why_free(holder, _heartbeat_age(fd), stale_s) is None:
+            return _live_holder(fd, stale_s)
         return None
     finally:
         os.close(fd)  # closing releases a lock this call took
